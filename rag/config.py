@@ -1,0 +1,54 @@
+"""All settings in one place: defaults, overridable by environment variables and by arguments."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+DEFAULT_MODEL = "intfloat/multilingual-e5-small"
+QUERY_PROMPT = "query: "
+PASSAGE_PROMPT = "passage: "
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name) or default
+
+
+def cache_dir() -> Path:
+    """Where materialised models and the embedding cache live (outside git)."""
+    base = os.environ.get("RAG_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "policy-rag"
+    )
+    return Path(base)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Paths, model and tuning knobs; `Settings.from_env()` reads RAG_* variables."""
+
+    seeds: Path = PROJECT_ROOT / "seeds"
+    index: Path = PROJECT_ROOT / "index"
+    model: str = DEFAULT_MODEL
+    # corpus
+    max_passage_chars: int = 480
+    # retrieval
+    top_k: int = 5
+    candidates: int = 50
+    rrf_k: int = 60
+    # answering
+    max_answer_sentences: int = 3
+    max_question_chars: int = 500
+    batch_size: int = 32
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> "Settings":
+        """Defaults, then RAG_SEEDS / RAG_INDEX / RAG_MODEL, then explicit non-None overrides."""
+        s = cls(
+            seeds=Path(_env("RAG_SEEDS", str(cls.seeds))),
+            index=Path(_env("RAG_INDEX", str(cls.index))),
+            model=_env("RAG_MODEL", cls.model),
+        )
+        given = {k: (Path(v) if k in ("seeds", "index") else v) for k, v in overrides.items() if v is not None}
+        return replace(s, **given)
