@@ -25,6 +25,21 @@ def cache_dir() -> Path:
 
 
 @dataclass(frozen=True)
+class ReaderWeights:
+    """How the reader scores sentences (weights of answer.FEATURES), when it abstains, how much it quotes."""
+
+    dense: float = 1.0
+    overlap: float = 0.5
+    passage: float = 0.5
+    type: float = 0.05
+    first: float = 0.0
+    threshold: float = 1.0  # below this best-sentence score the reader abstains
+    margin: float = 0.05  # further sentences are quoted while within this margin of the best
+    max_sentences: int = 3
+    duplicate_overlap: float = 0.6  # bigram Jaccard above which two sentences count as the same
+
+
+@dataclass(frozen=True)
 class Settings:
     """Paths, model and tuning knobs; `Settings.from_env()` reads RAG_* variables."""
 
@@ -33,14 +48,17 @@ class Settings:
     model: str = DEFAULT_MODEL
     # corpus
     max_passage_chars: int = 480
+    batch_size: int = 32
     # retrieval
     top_k: int = 5
-    candidates: int = 50
+    max_top_k: int = 50
+    depth: int = 50  # candidates each ranking contributes to fusion
+    fusion: str = "rrf"
     rrf_k: int = 60
+    keyword_weight: float = 0.1
     # answering
-    max_answer_sentences: int = 3
+    reader: ReaderWeights = field(default_factory=ReaderWeights)
     max_question_chars: int = 500
-    batch_size: int = 32
 
     @classmethod
     def from_env(cls, **overrides: object) -> "Settings":

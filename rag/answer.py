@@ -1,0 +1,137 @@
+"""The reader: score the sentences of retrieved passages, quote the best ones verbatim, or abstain."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from rag.config import ReaderWeights
+from rag.index import Index
+from rag.keywords import answer_type, bigrams
+from rag.retrieve import Hit
+
+NOT_FOUND = "这些文章没有回答这个问题。(The articles do not answer this.)"
+FEATURES = ("dense", "overlap", "passage", "type", "first")
+
+
+@dataclass(frozen=True)
+class Citation:
+    """A source article."""
+
+    title: str
+    authors: tuple[str, ...]
+    source: str
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """An answer sentence, verbatim, with where it comes from."""
+
+    text: str
+    score: float
+    passage_id: str
+    article_title: str
+    source: str
+
+
+@dataclass(frozen=True)
+class RetrievedPassage:
+    """A supporting passage with its retrieval scores and article."""
+
+    id: str
+    text: str
+    score: float
+    dense_score: float
+    keyword_score: float
+    section: str
+    article: Citation
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What ask() returns: the quoted answer (or an abstention), its evidence, passages and citations."""
+
+    question: str
+    answer: str
+    abstained: bool
+    evidence: tuple[Evidence, ...]
+    passages: tuple[RetrievedPassage, ...]
+    citations: tuple[Citation, ...]
+    timings_ms: dict[str, float]
+
+    def to_dict(self) -> dict:
+        """A JSON-serialisable dict of the answer."""
+        return asdict(self)
+
+
+def sentence_features(index: Index, hits: list[Hit], query_vector: np.ndarray, question: str) -> tuple[np.ndarray, list[int]]:
+    """Feature rows (FEATURES order) for every sentence of the retrieved passages, and the sentence rows."""
+    rows = [s for hit in hits for s in index.passage_sentences[hit.row]]
+    if not rows:
+        return np.zeros((0, len(FEATURES)), dtype=np.float32), []
+    dense = index.sentence_vectors[rows] @ query_vector.ravel()
+    question_bigrams = bigrams(question)
+    kind = answer_type(question)
+    passage_score = {hit.row: hit.dense_score for hit in hits}
+    features = []
+    for row, cosine in zip(rows, dense):
+        sentence = index.sentences[row]
+        overlap = len(question_bigrams & bigrams(sentence.text)) / len(question_bigrams) if question_bigrams else 0.0
+        features.append((cosine, overlap, passage_score[sentence.passage], float(kind in sentence.types), float(sentence.position == 0)))
+    return np.asarray(features, dtype=np.float32), rows
+
+
+def _jaccard(a: set[str], b: set[str]) -> float:
+    return len(a & b) / len(a | b) if a | b else 1.0
+
+
+def choose_sentences(index: Index, scores: np.ndarray, rows: list[int], weights: ReaderWeights) -> list[tuple[int, float]]:
+    """The best one to max_sentences sentences, best first, near-duplicates dropped."""
+    chosen: list[tuple[int, float]] = []
+    seen: list[set[str]] = []
+    for i in np.argsort(-scores, kind="stable"):
+        if chosen and (len(chosen) >= weights.max_sentences or scores[i] < chosen[0][1] - weights.margin):
+            break
+        grams = bigrams(index.sentences[rows[i]].text) or {index.sentences[rows[i]].text}
+        if any(_jaccard(grams, g) > weights.duplicate_overlap for g in seen):
+            continue
+        chosen.append((rows[i], float(scores[i])))
+        seen.append(grams)
+    return chosen
+
+
+def read(index: Index, hits: list[Hit], query_vector: np.ndarray, question: str, weights: ReaderWeights) -> tuple[list[tuple[int, float]], bool]:
+    """Chosen (sentence row, score) pairs and whether to abstain because the best evidence is too weak."""
+    features, rows = sentence_features(index, hits, query_vector, question)
+    if not rows:
+        return [], True
+    w = np.array([getattr(weights, name) for name in FEATURES], dtype=np.float32)
+    scores = features @ w
+    chosen = choose_sentences(index, scores, rows, weights)
+    return chosen, chosen[0][1] < weights.threshold
+
+
+def _citation(index: Index, article_id: str) -> Citation:
+    article = index.articles[article_id]
+    return Citation(article.title, article.authors, article.source)
+
+
+def compose(index: Index, question: str, hits: list[Hit], chosen: list[tuple[int, float]], abstained: bool, timings_ms: dict[str, float]) -> Answer:
+    """The Answer record: quoted sentences (none when abstaining), passages best first, distinct cited articles."""
+    passages = tuple(
+        RetrievedPassage(p.id, p.text, h.score, h.dense_score, h.keyword_score, p.section, _citation(index, p.article_id))
+        for h in hits
+        for p in (index.passages[h.row],)
+    )
+    evidence = ()
+    if not abstained:
+        evidence = tuple(
+            Evidence(s.text, score, p.id, index.articles[p.article_id].title, p.source)
+            for row, score in chosen
+            for s in (index.sentences[row],)
+            for p in (index.passages[s.passage],)
+        )
+    article_ids = dict.fromkeys(index.passages[index.sentences[row].passage].article_id for row, _ in chosen) if evidence else {}
+    citations = tuple(_citation(index, a) for a in article_ids)
+    text = "".join(e.text for e in evidence)
+    return Answer(question, text, abstained, evidence, passages, citations, timings_ms)

@@ -1,0 +1,243 @@
+"""The persisted index: build it atomically from a corpus, load it back with checks for corruption and staleness."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import bm25s
+import faiss
+import numpy as np
+
+import rag.clean
+import rag.corpus
+from rag.corpus import Article, Corpus, Passage
+from rag.keywords import answer_types_in, tokens
+
+FORMAT_VERSION = 1
+CURRENT = "CURRENT"  # names the active build folder inside the index folder; replaced atomically
+MANIFEST = "manifest.json"
+RECORDS = "records.json"
+PASSAGE_INDEX = "passages.faiss"
+SENTENCE_VECTORS = "sentence_vectors.npy"
+BM25_DIR = "bm25"
+SEED_SUFFIXES = (".txt", ".md")
+
+# Encodes a list of texts as L2-normalised float32 rows; given the build's progress callback.
+Encoder = Callable[[list[str]], np.ndarray]
+
+
+class IndexUnavailable(RuntimeError):
+    """The index cannot be used as it is; `reason` is "missing", "corrupt" or "stale"."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """One sentence of a passage, the unit an answer quotes."""
+
+    text: str
+    passage: int  # row of its passage in Index.passages
+    position: int  # 0-based position in its passage
+    types: frozenset[str]  # answer types it contains (see keywords.answer_types_in)
+
+
+@dataclass(frozen=True)
+class Index:
+    """Everything answering needs, loaded once: records, vectors, the FAISS and BM25 indexes."""
+
+    path: Path
+    manifest: dict
+    articles: dict[str, Article]
+    passages: tuple[Passage, ...]
+    sentences: tuple[Sentence, ...]
+    passage_sentences: tuple[range, ...]  # rows of each passage's sentences in `sentences`
+    dense: faiss.Index
+    sentence_vectors: np.ndarray
+    bm25: bm25s.BM25
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    """What a build did, for the summary line and the benchmark."""
+
+    path: Path
+    files: int
+    skipped: tuple[str, ...]
+    articles: int
+    passages: int
+    sentences: int
+    embedded: int  # texts sent to the model
+    reused: int  # texts whose vectors came from the previous build
+    seconds: float
+
+
+def passage_text_for_embedding(passage: Passage, article: Article) -> str:
+    """The text the model sees for a passage: its article title and section give it context."""
+    return "\n".join(part for part in (article.title, passage.section, passage.text) if part)
+
+
+def corpus_fingerprint(seeds: Path, max_passage_chars: int) -> str:
+    """A hash of the seed files, the splitting setting and the splitting code: it changes when the corpus would."""
+    digest = hashlib.sha256(f"v{FORMAT_VERSION}:{max_passage_chars}".encode())
+    for module in (rag.clean, rag.corpus):
+        digest.update(Path(module.__file__).read_bytes())
+    for path in sorted(p for p in Path(seeds).iterdir() if p.suffix.lower() in SEED_SUFFIXES and p.is_file()):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def _text_key(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+def _active_build(index_dir: Path) -> Path:
+    pointer = index_dir / CURRENT
+    if not pointer.is_file():
+        raise IndexUnavailable("missing", f"No index in {index_dir}: run `python -m rag.build` to build it.")
+    return index_dir / pointer.read_text(encoding="utf-8").strip()
+
+
+def _previous_vectors(index_dir: Path, model_fingerprint: str) -> dict[str, np.ndarray]:
+    """Vectors of the last build keyed by text hash, so a rebuild re-embeds only what changed."""
+    try:
+        build = _active_build(index_dir)
+        manifest = json.loads((build / MANIFEST).read_text(encoding="utf-8"))
+        if manifest.get("model_fingerprint") != model_fingerprint:
+            return {}
+        keys = json.loads((build / RECORDS).read_text(encoding="utf-8"))["vector_keys"]
+        dense = faiss.read_index(str(build / PASSAGE_INDEX))
+        vectors = np.vstack([dense.reconstruct_n(0, dense.ntotal), np.load(build / SENTENCE_VECTORS)])
+        return dict(zip(keys["passages"] + keys["sentences"], vectors))
+    except (IndexUnavailable, OSError, ValueError, KeyError, RuntimeError):
+        return {}
+
+
+def _embed(texts: list[str], encode: Encoder, cache: dict[str, np.ndarray]) -> tuple[np.ndarray, list[str], int]:
+    """Vectors for texts, from the cache where possible; returns (vectors, keys, number embedded now)."""
+    keys = [_text_key(t) for t in texts]
+    todo = sorted({k: t for k, t in zip(keys, texts) if k not in cache}.items())
+    if todo:
+        fresh = encode([t for _, t in todo])
+        cache.update(zip((k for k, _ in todo), fresh))
+    dim = next(iter(cache.values())).shape[0] if cache else 0
+    vectors = np.array([cache[k] for k in keys], dtype=np.float32).reshape(len(keys), dim)
+    return vectors, keys, len(todo)
+
+
+def build_index(
+    corpus: Corpus,
+    index_dir: Path,
+    model_name: str,
+    model_fingerprint: str,
+    encode: Encoder,
+    fingerprint: str,
+    max_passage_chars: int,
+) -> BuildReport:
+    """Write the index of a corpus into index_dir; the previous index stays active until the new one is complete."""
+    started = time.perf_counter()
+    index_dir = Path(index_dir)
+    if not corpus.passages:
+        raise ValueError("No text to index: every file was empty or unreadable.")
+    articles = {a.id: a for a in corpus.articles}
+    sentences = [s for p in corpus.passages for s in p.sentences]
+    cache = _previous_vectors(index_dir, model_fingerprint)
+    passage_texts = [passage_text_for_embedding(p, articles[p.article_id]) for p in corpus.passages]
+    # One encoder call for passages and sentences keeps a single progress bar and full batches.
+    vectors, keys, embedded = _embed(passage_texts + sentences, encode, cache)
+    n = len(passage_texts)
+
+    index_dir.mkdir(parents=True, exist_ok=True)
+    build = Path(tempfile.mkdtemp(prefix=".build-", dir=index_dir))
+    try:
+        dense = faiss.IndexFlatIP(vectors.shape[1])
+        dense.add(vectors[:n])
+        faiss.write_index(dense, str(build / PASSAGE_INDEX))
+        np.save(build / SENTENCE_VECTORS, vectors[n:])
+        bm25 = bm25s.BM25()
+        bm25.index([tokens(t) for t in passage_texts], show_progress=False)
+        bm25.save(str(build / BM25_DIR), show_progress=False)
+        records = {
+            "articles": [asdict(a) for a in corpus.articles],
+            "passages": [asdict(p) for p in corpus.passages],
+            "sentence_types": [sorted(answer_types_in(s)) for s in sentences],
+            "vector_keys": {"passages": keys[:n], "sentences": keys[n:]},
+        }
+        (build / RECORDS).write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "model": model_name,
+            "model_fingerprint": model_fingerprint,
+            "corpus_fingerprint": fingerprint,
+            "max_passage_chars": max_passage_chars,
+            "dim": int(vectors.shape[1]),
+            "counts": {"files": len(corpus.files), "articles": len(corpus.articles),
+                       "passages": n, "sentences": len(sentences)},
+            "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        (build / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
+        _activate(index_dir, build)
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
+    return BuildReport(index_dir, len(corpus.files), corpus.skipped, len(corpus.articles), n, len(sentences),
+                       embedded, len(keys) - embedded, time.perf_counter() - started)
+
+
+def _activate(index_dir: Path, build: Path) -> None:
+    """Point CURRENT at the new build (an atomic rename), then remove older builds."""
+    final = index_dir / f"build-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    build.rename(final)
+    pointer = index_dir / f".{CURRENT}.tmp"
+    pointer.write_text(final.name, encoding="utf-8")
+    os.replace(pointer, index_dir / CURRENT)
+    for old in index_dir.iterdir():
+        if old.is_dir() and old != final and old.name.startswith(("build-", ".build-")):
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def check_fresh(manifest: dict, seeds: Path | None, model_name: str, model_fingerprint: str | None) -> None:
+    """Raise IndexUnavailable("stale") if the index was built from another corpus or model."""
+    if manifest.get("model") != model_name or (model_fingerprint and manifest.get("model_fingerprint") != model_fingerprint):
+        raise IndexUnavailable("stale", f"The index was built with model {manifest.get('model')!r}, not {model_name!r}: rebuild it.")
+    if seeds is not None and Path(seeds).is_dir():
+        if corpus_fingerprint(seeds, manifest["max_passage_chars"]) != manifest.get("corpus_fingerprint"):
+            raise IndexUnavailable("stale", f"The seed files in {seeds} changed since the index was built: rebuild it.")
+
+
+def load_index(index_dir: Path) -> Index:
+    """Load the active build; raise IndexUnavailable("missing" | "corrupt") with a clear message."""
+    build = _active_build(Path(index_dir))
+    try:
+        manifest = json.loads((build / MANIFEST).read_text(encoding="utf-8"))
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise IndexUnavailable("stale", f"The index in {index_dir} has an old format: rebuild it.")
+        records = json.loads((build / RECORDS).read_text(encoding="utf-8"))
+        articles = {a["id"]: Article(**{**a, "authors": tuple(a["authors"])}) for a in records["articles"]}
+        passages = tuple(Passage(**{**p, "sentences": tuple(p["sentences"])}) for p in records["passages"])
+        sentences, ranges = [], []
+        types = iter(records["sentence_types"])
+        for row, p in enumerate(passages):
+            start = len(sentences)
+            sentences += [Sentence(s, row, i, frozenset(next(types))) for i, s in enumerate(p.sentences)]
+            ranges.append(range(start, len(sentences)))
+        dense = faiss.read_index(str(build / PASSAGE_INDEX))
+        sentence_vectors = np.load(build / SENTENCE_VECTORS)
+        bm25 = bm25s.BM25.load(str(build / BM25_DIR), show_progress=False)
+    except IndexUnavailable:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, StopIteration) as e:
+        raise IndexUnavailable("corrupt", f"The index in {index_dir} is damaged ({type(e).__name__}: {e}): rebuild it.") from e
+    counts = manifest["counts"]
+    if not (dense.ntotal == len(passages) == counts["passages"] and len(sentence_vectors) == len(sentences) == counts["sentences"]):
+        raise IndexUnavailable("corrupt", f"The index in {index_dir} is inconsistent (counts differ): rebuild it.")
+    return Index(Path(index_dir), manifest, articles, passages, tuple(sentences), tuple(ranges), dense, sentence_vectors, bm25)

@@ -1,0 +1,72 @@
+"""Words for keyword search and overlap: jieba tokens, character bigrams, answer types."""
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+
+import jieba
+import jieba.posseg
+
+jieba.setLogLevel(logging.WARNING)
+
+# Function words and question words that carry no topic; punctuation is removed separately.
+STOPWORDS = frozenset(
+    """
+    的 了 是 在 和 与 及 或 等 也 都 而 对 把 被 从 以 为 之 其 这 那 这些 那些 该 此 中 上 下 里
+    着 过 要 会 能 可 可以 应 应该 应当 需要 有 没有 就 还 又 并 且 但 则 即 将 让 使 给 向 于 由
+    一 一个 一些 各 每 个 我们 你们 他们 我 你 他 她 它 本 吗 呢 吧 啊 么
+    什么 如何 怎么 怎样 怎么样 哪些 哪个 哪里 哪儿 哪 谁 多少 几 为什么 为何 是否 是不是 何 何时
+    the a an of to in on for and or is are was were be been what which who whom how why when where
+    does do did can could should would will with by from as at this that these those it its about
+    """.split()
+)
+
+# Question cue → the jieba part-of-speech prefixes an answer of that type contains.
+ANSWER_TYPES: dict[str, tuple[str, ...]] = {
+    "person": ("谁", "哪位", "何人", "作者", "who"),
+    "number": ("多少", "几", "百分之", "比例", "how many", "how much"),
+    "place": ("哪里", "哪儿", "何地", "哪个城市", "哪个省", "where"),
+    "time": ("何时", "什么时候", "哪一年", "哪年", "几月", "when"),
+}
+POS_OF_TYPE: dict[str, tuple[str, ...]] = {
+    "person": ("nr",),
+    "number": ("m",),
+    "place": ("ns",),
+    "time": ("t",),
+}
+
+_PUNCT_OR_SPACE = re.compile(r"^[\W_]+$", re.UNICODE)
+_NUMBER = re.compile(r"\d")
+
+
+def tokens(text: str) -> list[str]:
+    """Search tokens of a text: jieba's search-mode words, lower-cased, without punctuation or stopwords."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    return [w for w in jieba.lcut_for_search(text) if not _PUNCT_OR_SPACE.match(w) and w not in STOPWORDS]
+
+
+def bigrams(text: str) -> set[str]:
+    """Character bigrams of the content words of a text (stopwords and punctuation removed)."""
+    out: set[str] = set()
+    for word in tokens(text):
+        out.update(word[i : i + 2] for i in range(max(1, len(word) - 1)))
+    return out
+
+
+def answer_type(question: str) -> str:
+    """The kind of answer a question expects ("person", "number", "place", "time"), or "" if none."""
+    q = question.lower()
+    return next((kind for kind, cues in ANSWER_TYPES.items() if any(c in q for c in cues)), "")
+
+
+def answer_types_in(sentence: str) -> frozenset[str]:
+    """Which answer types a sentence contains, from jieba's part-of-speech tags (computed at index time)."""
+    found = set()
+    for pair in jieba.posseg.lcut(sentence):
+        for kind, prefixes in POS_OF_TYPE.items():
+            if pair.flag.startswith(prefixes):
+                found.add(kind)
+    if _NUMBER.search(sentence):
+        found.add("number")
+    return frozenset(found)

@@ -1,0 +1,111 @@
+"""The pipeline: one lazily loaded model and index, and ask() from question to cited answer."""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import unicodedata
+from functools import partial
+
+from rag.answer import Answer, compose, read
+from rag.config import Settings
+from rag.corpus import load_corpus
+from rag.index import BuildReport, Index, IndexUnavailable, build_index, check_fresh, corpus_fingerprint, load_index
+from rag.model import encode_passages, encode_queries, load_model, model_fingerprint
+from rag.retrieve import retrieve
+
+
+def clean_question(question: object, max_chars: int) -> str:
+    """The question with control characters removed and whitespace collapsed; TypeError/ValueError if unusable."""
+    if not isinstance(question, str):
+        raise TypeError(f"The question must be a string, not {type(question).__name__}.")
+    printable = "".join(" " if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c for c in question)
+    text = " ".join(printable.split())
+    if not text:
+        raise ValueError("The question is empty: please type a question.")
+    if len(text) > max_chars:
+        raise ValueError(f"The question is {len(text)} characters long; the limit is {max_chars}. Please shorten it.")
+    return text
+
+
+class Pipeline:
+    """A model and an index for one settings; loads both on first use and is safe to share between threads."""
+
+    def __init__(self, settings: Settings | None = None, model=None):
+        """`model`, if given, is an already loaded model for settings.model, to share between pipelines."""
+        self.settings = settings or Settings.from_env()
+        self._lock = threading.RLock()  # re-entrant: ensure_index holds it while build loads the model
+        self._model = model
+        self._index: Index | None = None
+
+    @property
+    def model(self):
+        """The sentence-transformers model, loaded once."""
+        with self._lock:
+            if self._model is None:
+                self._model = load_model(self.settings.model)
+            return self._model
+
+    def build(self, progress: bool = True) -> BuildReport:
+        """Rebuild the index from the seed folder (reusing unchanged embeddings) and load it."""
+        s = self.settings
+        corpus = load_corpus(s.seeds, s.max_passage_chars)
+        fingerprint = corpus_fingerprint(s.seeds, s.max_passage_chars)
+        encode = partial(encode_passages, self.model, batch_size=s.batch_size, show_progress=progress)
+        report = build_index(corpus, s.index, s.model, model_fingerprint(s.model), encode, fingerprint, s.max_passage_chars)
+        with self._lock:
+            self._index = load_index(s.index)
+        return report
+
+    def load_index(self) -> Index:
+        """Load the index, checking it was built from the current seeds and model."""
+        index = load_index(self.settings.index)
+        check_fresh(index.manifest, self.settings.seeds, self.settings.model, model_fingerprint(self.settings.model))
+        return index
+
+    def ensure_index(self, progress: bool = True) -> Index:
+        """The loaded index; builds it first (with a message) if it is missing, corrupt or stale."""
+        with self._lock:
+            if self._index is None:
+                try:
+                    self._index = self.load_index()
+                except IndexUnavailable as problem:
+                    print(f"{problem} Building the index now…", file=sys.stderr)
+                    self.build(progress=progress)
+            return self._index
+
+    def ask(self, question: str, top_k: int | None = None) -> Answer:
+        """Answer a question with sentences quoted from the articles, or abstain; see Answer."""
+        s = self.settings
+        text = clean_question(question, s.max_question_chars)
+        top_k = s.top_k if top_k is None else int(top_k)
+        if not 1 <= top_k <= s.max_top_k:
+            raise ValueError(f"top_k must be between 1 and {s.max_top_k}, not {top_k}.")
+        index = self.ensure_index()
+        model = self.model
+        started = time.perf_counter()
+        query_vector = encode_queries(model, [text])[0]
+        hits = retrieve(index, query_vector, text, top_k, s.depth, s.fusion, s.rrf_k, s.keyword_weight)
+        retrieved = time.perf_counter()
+        chosen, abstained = read(index, hits, query_vector, text, s.reader)
+        done = time.perf_counter()
+        timings = {"retrieve": (retrieved - started) * 1000, "answer": (done - retrieved) * 1000, "total": (done - started) * 1000}
+        return compose(index, text, hits, chosen, abstained, {k: round(v, 2) for k, v in timings.items()})
+
+
+_default: Pipeline | None = None
+_default_lock = threading.Lock()
+
+
+def default_pipeline() -> Pipeline:
+    """The process-wide pipeline for the settings in the environment, created on first use."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Pipeline()
+        return _default
+
+
+def ask(question: str, top_k: int | None = None) -> Answer:
+    """Answer a question from the default index (built on first use if missing)."""
+    return default_pipeline().ask(question, top_k)

@@ -1,0 +1,82 @@
+"""Hybrid retrieval: dense (FAISS) and keyword (BM25) passage rankings, fused into one."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from rag.index import Index
+from rag.keywords import tokens
+
+FUSIONS = ("rrf", "weighted", "dense", "keyword")
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A retrieved passage (its row in Index.passages) with the scores that ranked it."""
+
+    row: int
+    score: float
+    dense_score: float
+    keyword_score: float
+
+
+def dense_scores(index: Index, query_vector: np.ndarray, depth: int) -> dict[int, float]:
+    """Cosine similarity of the best `depth` passages to the query."""
+    scores, rows = index.dense.search(query_vector.reshape(1, -1).astype(np.float32), min(depth, index.dense.ntotal))
+    return {int(r): float(s) for r, s in zip(rows[0], scores[0]) if r >= 0}
+
+
+def keyword_scores(index: Index, query_tokens: list[str], depth: int) -> dict[int, float]:
+    """BM25 scores of the best `depth` passages that share at least one word with the query."""
+    known = [t for t in query_tokens if t in index.bm25.vocab_dict]
+    if not known:
+        return {}
+    scores = index.bm25.get_scores(known)
+    rows = np.argsort(-scores)[:depth]
+    return {int(r): float(scores[r]) for r in rows if scores[r] > 0}
+
+
+def _ranks(scores: dict[int, float]) -> dict[int, int]:
+    return {row: rank for rank, row in enumerate(sorted(scores, key=scores.get, reverse=True))}
+
+
+def fuse(dense: dict[int, float], keyword: dict[int, float], method: str, rrf_k: int, keyword_weight: float) -> dict[int, float]:
+    """One score per passage from the two rankings; a ranking that found nothing simply does not vote."""
+    if method == "dense" or not keyword:
+        return dict(dense)
+    if method == "keyword":
+        return dict(keyword)
+    if method == "rrf":
+        fused: dict[int, float] = {}
+        for ranking in (_ranks(dense), _ranks(keyword)):
+            for row, rank in ranking.items():
+                fused[row] = fused.get(row, 0.0) + 1.0 / (rrf_k + rank + 1)
+        return fused
+    if method == "weighted":
+        top = max(keyword.values())
+        floor = min(dense.values()) if dense else 0.0
+        return {row: dense.get(row, floor) + keyword_weight * keyword.get(row, 0.0) / top for row in set(dense) | set(keyword)}
+    raise ValueError(f"Unknown fusion {method!r}; choose one of {FUSIONS}.")
+
+
+def retrieve(
+    index: Index,
+    query_vector: np.ndarray,
+    question: str,
+    top_k: int,
+    depth: int,
+    fusion: str = "rrf",
+    rrf_k: int = 60,
+    keyword_weight: float = 0.1,
+) -> list[Hit]:
+    """The top_k passages for a question, best first, each with its dense, keyword and fused scores."""
+    dense = dense_scores(index, query_vector, depth) if fusion != "keyword" else {}
+    keyword = keyword_scores(index, tokens(question), depth) if fusion != "dense" else {}
+    fused = fuse(dense, keyword, fusion, rrf_k, keyword_weight)
+    best = sorted(fused, key=fused.get, reverse=True)[:top_k]
+    missing = [r for r in best if r not in dense]
+    if missing:  # a keyword-only hit still gets its true cosine, for display and answer scoring
+        vectors = np.vstack([index.dense.reconstruct(r) for r in missing])
+        dense.update(zip(missing, (vectors @ query_vector.ravel()).tolist()))
+    return [Hit(r, fused[r], dense.get(r, 0.0), keyword.get(r, 0.0)) for r in best]

@@ -1,0 +1,109 @@
+"""The persisted index on the real seeds and model: contents, incremental rebuilds, atomicity, damage and staleness."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from rag.config import PROJECT_ROOT
+from rag.corpus import load_corpus
+from rag.index import CURRENT, MANIFEST, RECORDS, IndexUnavailable, load_index
+from rag.model import encode_queries
+
+
+def test_index_holds_the_whole_corpus(pipeline):
+    index = pipeline.ensure_index()
+    corpus = load_corpus(pipeline.settings.seeds, pipeline.settings.max_passage_chars)
+    counts = index.manifest["counts"]
+    assert counts == {"files": 5, "articles": len(corpus.articles), "passages": len(corpus.passages),
+                      "sentences": sum(len(p.sentences) for p in corpus.passages)}
+    assert index.manifest["model"] == pipeline.settings.model
+    assert index.dense.ntotal == len(index.passages) and index.dense.d == 384
+    assert [p.id for p in index.passages] == [p.id for p in corpus.passages]
+    norms = np.linalg.norm(index.sentence_vectors, axis=1)
+    assert np.allclose(norms, 1.0, atol=1e-3)
+
+
+def test_a_passage_is_found_by_its_own_words(pipeline):
+    index = pipeline.ensure_index()
+    passage = next(p for p in index.passages if "数字孪生城市是物理城市" in p.text)
+    query = encode_queries(pipeline.model, ["数字孪生城市是物理城市在网络空间的映射"])[0]
+    _, rows = index.dense.search(query.reshape(1, -1), 3)
+    assert passage.id in [index.passages[r].id for r in rows[0]]
+
+
+def test_rebuild_without_change_embeds_nothing(scratch):
+    report = scratch.build(progress=False)
+    assert report.embedded == 0
+    assert report.reused == report.passages + report.sentences or report.reused > 0
+
+
+def test_rebuild_after_one_file_changed_embeds_only_the_change(scratch):
+    seed = scratch.settings.seeds / "003_4fcd156b4d347718.txt"
+    seed.write_text(seed.read_text(encoding="utf-8") + "\n\n量子通信网络建设应当纳入城市韧性规划。\n", encoding="utf-8")
+    report = scratch.build(progress=False)
+    assert 0 < report.embedded <= 6  # the new passage and its sentence; every other vector is reused
+    answer = scratch.ask("量子通信网络应该纳入什么规划？")
+    assert "量子通信网络建设应当纳入城市韧性规划。" in answer.answer
+
+
+def test_a_crash_mid_build_leaves_the_previous_index(scratch, monkeypatch):
+    before = (scratch.settings.index / CURRENT).read_text()
+    (scratch.settings.seeds / "new.txt").write_text("新的文章\n\n这是一段全新的文字，需要重新计算向量。\n", encoding="utf-8")
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("rag.pipeline.encode_passages", crash)
+    with pytest.raises(KeyboardInterrupt):
+        scratch.build(progress=False)
+    assert (scratch.settings.index / CURRENT).read_text() == before
+    assert not [p for p in scratch.settings.index.iterdir() if p.name.startswith(".build-")]
+    assert load_index(scratch.settings.index).manifest["counts"]["files"] == 5
+
+
+def test_a_damaged_index_is_reported(scratch):
+    build = scratch.settings.index / (scratch.settings.index / CURRENT).read_text()
+    (build / RECORDS).write_text('{"articles": [', encoding="utf-8")
+    with pytest.raises(IndexUnavailable) as problem:
+        load_index(scratch.settings.index)
+    assert problem.value.reason == "corrupt" and "rebuild" in str(problem.value)
+
+
+def test_a_missing_index_is_reported(tmp_path):
+    with pytest.raises(IndexUnavailable) as problem:
+        load_index(tmp_path / "nowhere")
+    assert problem.value.reason == "missing" and "rag.build" in str(problem.value)
+
+
+def test_a_stale_index_is_reported_and_rebuilt(scratch, capsys):
+    seed = scratch.settings.seeds / "002_a147e2a058174e8e.txt"
+    seed.write_text(seed.read_text(encoding="utf-8").replace("宁波", "甬城"), encoding="utf-8")
+    with pytest.raises(IndexUnavailable) as problem:
+        scratch.load_index()
+    assert problem.value.reason == "stale"
+    index = scratch.ensure_index(progress=False)  # rebuilds, with a message
+    assert "changed" in capsys.readouterr().err
+    assert any("甬城" in p.text for p in index.passages)
+
+
+def test_an_index_of_another_model_is_stale(pipeline):
+    manifest = json.loads((pipeline.settings.index / (pipeline.settings.index / CURRENT).read_text() / MANIFEST).read_text())
+    from rag.index import check_fresh
+
+    with pytest.raises(IndexUnavailable, match="model"):
+        check_fresh(manifest, None, "some/other-model", None)
+
+
+def test_build_command_fails_with_one_line_reason(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "rag.build", "--seeds", str(tmp_path / "absent"), "--index", str(tmp_path / "index")],
+        capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=300,
+    )
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("rag.build: failed:") and "absent" in lines[-1]
+    assert "Traceback" not in result.stderr
