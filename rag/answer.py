@@ -54,6 +54,7 @@ class Answer:
     question: str
     answer: str
     abstained: bool
+    confidence: float  # the best sentence's score; the reader abstains below ReaderWeights.threshold
     evidence: tuple[Evidence, ...]
     passages: tuple[RetrievedPassage, ...]
     citations: tuple[Citation, ...]
@@ -134,4 +135,5 @@ def compose(index: Index, question: str, hits: list[Hit], chosen: list[tuple[int
     article_ids = dict.fromkeys(index.passages[index.sentences[row].passage].article_id for row, _ in chosen) if evidence else {}
     citations = tuple(_citation(index, a) for a in article_ids)
     text = "".join(e.text for e in evidence)
-    return Answer(question, text, abstained, evidence, passages, citations, timings_ms)
+    confidence = chosen[0][1] if chosen else 0.0
+    return Answer(question, text, abstained, confidence, evidence, passages, citations, timings_ms)
