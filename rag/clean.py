@@ -1,0 +1,162 @@
+"""Reading seed files and repairing their text: encodings, whitespace, web-page clutter."""
+from __future__ import annotations
+
+import re
+import unicodedata
+from pathlib import Path
+
+import charset_normalizer
+
+UTF8_BOM = b"\xef\xbb\xbf"
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+CHINESE_FALLBACK_ENCODING = "gb18030"  # superset of GBK and GB2312
+# A decoding is rejected when more than this share of its characters are control,
+# private-use or replacement characters (what wrong guesses and random bytes produce).
+MAX_JUNK_CHAR_SHARE = 0.01
+
+HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+# Chinese punctuation, full-width forms and the curly quotes / dashes / ellipsis used in Chinese text.
+CJK_PUNCT = "\u3000-\u303f\uff00-\uffef\u2014\u2015\u2018\u2019\u201c\u201d\u2026\u00b7\u25a0\u25a1"
+CJK_CHAR = re.compile(f"[{HAN}{CJK_PUNCT}]")
+HAN_CHAR = re.compile(f"[{HAN}]")
+# ASCII punctuation that PDF text uses in place of Chinese punctuation ("施策, 严防").
+ASCII_PUNCT = ",.;:!?\"'()"
+INVISIBLE_CHARS = re.compile("[\u200b\u200c\u200d\u2060\ufeff]")
+WHITESPACE_RUN = re.compile(r"\s+")
+# In titles a space between two runs this long is a deliberate separator ("释放消费潜力 扩大居民消费").
+MIN_TITLE_SEGMENT_CHARS = 3
+
+# Web-page toolbars, share prompts, image names and editor credits (checked on whole lines).
+CLUTTER_PATTERNS = (
+    re.compile(r"^【?\s*字体\s*[:：]"),
+    re.compile(r"保护视力色"),
+    re.compile(r"^(?=.*[【】\[\]])[\s【】\[\]|｜]*(?:(?:返回顶部|返回|打印本页|打印|关闭窗口|关闭|收藏|分享)[\s【】\[\]|｜]*)+$"),
+    re.compile(r"^.{0,20}(?:请关注|扫码关注|扫一扫|长按识别).{0,20}(?:微信|公众号|微博|二维码)"),
+    re.compile(r"^[\w\-.]{1,80}\.(?:jpe?g|png|gif|bmp|webp|svg)$", re.IGNORECASE),
+    re.compile(r"^[（(【\[]?\s*(?:责任编辑|责编|编辑|校对|审核|审校|来源编辑)\s*[:：]"),
+)
+MAX_CLUTTER_LINE_CHARS = 120
+# A site's "about us" block ("关于国脉" + blurb) that follows the clutter after an article.
+ABOUT_HEADING = re.compile(f"^关于[{HAN}A-Za-z]{{1,6}}$")
+# Magazine pull-quotes ("■…") repeat sentences from the body; answers should quote the body.
+PULL_QUOTE = re.compile(r"^[■◆●]")
+
+
+def read_text(path: Path) -> str:
+    """Decode a seed file: UTF-8 (with or without BOM), else GB18030/GBK, else a detected encoding."""
+    data = Path(path).read_bytes()
+    if data.startswith(UTF8_BOM):
+        return data[len(UTF8_BOM):].decode("utf-8")
+    if data.startswith(UTF16_BOMS):
+        return data.decode("utf-16")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as utf8_error:
+        first_error = utf8_error
+    for text in (_try_decode(data, CHINESE_FALLBACK_ENCODING), _detected_decode(data)):
+        if text is not None and _looks_like_text(text):
+            return text
+    raise UnicodeDecodeError(
+        "utf-8", data, first_error.start, first_error.end,
+        f"{Path(path).name}: not UTF-8, GB18030/GBK or another detectable text encoding",
+    )
+
+
+def _try_decode(data: bytes, encoding: str) -> str | None:
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError:
+        return None
+
+
+def _detected_decode(data: bytes) -> str | None:
+    best = charset_normalizer.from_bytes(data).best()
+    return None if best is None else str(best)
+
+
+def _looks_like_text(text: str) -> bool:
+    junk = sum(
+        1 for ch in text
+        if ch == "\ufffd" or (unicodedata.category(ch) in ("Cc", "Co") and ch not in "\t\n\r\f")
+    )
+    return junk <= MAX_JUNK_CHAR_SHARE * max(len(text), 1)
+
+
+def collapse_whitespace(line: str) -> str:
+    """Turn any run of (Unicode) whitespace into one space, drop invisible characters, strip the ends."""
+    return WHITESPACE_RUN.sub(" ", INVISIBLE_CHARS.sub("", line)).strip()
+
+
+def _is_cjk(ch: str) -> bool:
+    return bool(CJK_CHAR.match(ch))
+
+
+def _cjk_before(text: str, pos: int) -> bool:
+    """Is the text ending at pos Chinese (a CJK char, or ASCII punctuation right after one)?"""
+    if pos <= 0:
+        return False
+    ch = text[pos - 1]
+    return _is_cjk(ch) or (ch in ASCII_PUNCT and pos >= 2 and _is_cjk(text[pos - 2]))
+
+
+def _cjk_after(text: str, pos: int) -> bool:
+    """Is the text starting at pos Chinese (a CJK char, or ASCII punctuation right before one)?"""
+    if pos >= len(text):
+        return False
+    ch = text[pos]
+    return _is_cjk(ch) or (ch in ASCII_PUNCT and pos + 1 < len(text) and _is_cjk(text[pos + 1]))
+
+
+def squeeze_cjk_spaces(text: str, keep_title_separators: bool = False) -> str:
+    """Remove spaces that PDF extraction put between Chinese characters/punctuation; keep Latin spacing."""
+    text = collapse_whitespace(text)
+
+    def replace(match: re.Match[str]) -> str:
+        start, end = match.start(), match.end()
+        if not (_cjk_before(text, start) and _cjk_after(text, end)):
+            return " "
+        if keep_title_separators:
+            left = text[:start].rsplit(" ", 1)[-1]
+            right = text[end:].split(" ", 1)[0]
+            if min(len(left), len(right)) >= MIN_TITLE_SEGMENT_CHARS:
+                return " "
+        return ""
+
+    return WHITESPACE_RUN.sub(replace, text)
+
+
+def join_lines(left: str, right: str) -> str:
+    """Join a line broken mid-paragraph: no space between Chinese text, one space between Latin words."""
+    if not left or not right:
+        return left + right
+    if _is_cjk(left[-1]) or _is_cjk(right[0]):
+        return left + right
+    return f"{left} {right}"
+
+
+def is_clutter(line: str) -> bool:
+    """Is this (whitespace-collapsed) line web-page furniture rather than article text?"""
+    if len(line) > MAX_CLUTTER_LINE_CHARS:
+        return False
+    return any(pattern.search(line) for pattern in CLUTTER_PATTERNS)
+
+
+def clean_lines(text: str) -> list[str]:
+    """Split into whitespace-collapsed, non-empty lines without clutter, about-blocks or pull-quotes."""
+    kept: list[str] = []
+    previous_was_clutter = False
+    in_about_block = False
+    for raw in text.splitlines():
+        line = collapse_whitespace(raw)
+        if not line:
+            continue
+        if is_clutter(line):
+            previous_was_clutter, in_about_block = True, False
+            continue
+        if previous_was_clutter and ABOUT_HEADING.match(line):
+            in_about_block = True
+        previous_was_clutter = False
+        if in_about_block or PULL_QUOTE.match(line):
+            continue
+        kept.append(line)
+    return kept
