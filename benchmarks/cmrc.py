@@ -44,7 +44,7 @@ def load_split(split: str, max_passage_chars: int) -> tuple[Corpus, list[Questio
         for para in doc["paragraphs"]:
             article = Article(id=para["id"], title=doc["title"], authors=(), source=path.name)
             articles.append(article)
-            passages += passages_of(article, [("", para["context"])], max_passage_chars)
+            passages += passages_of(article, [("paragraph", para["context"])], max_passage_chars)
             questions += [
                 Question(qa["question"], para["id"], tuple(a["text"] for a in qa["answers"] if a["text"].strip()))
                 for qa in para["qas"]

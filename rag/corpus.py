@@ -510,7 +510,8 @@ def _parts(paragraph: str, max_chars: int) -> list[list[tuple[int, int]]]:
     return parts
 
 
-def _passages(article: Article, blocks: list[tuple[str, str]], max_chars: int) -> list[Passage]:
+def passages_of(article: Article, blocks: list[tuple[str, str]], max_chars: int) -> list[Passage]:
+    """Passages of an article from its ("heading" | "paragraph", text) blocks: headings become sections."""
     passages = []
     section = ""
     paragraph_no = 0
@@ -571,7 +572,7 @@ def parse_file(path: Path, max_passage_chars: int = DEFAULT_MAX_PASSAGE_CHARS) -
             published=draft.meta.get("发布日期") or draft.meta.get("发布时间", ""),
         )
         articles.append(article)
-        passages.extend(_passages(article, blocks, max_passage_chars))
+        passages.extend(passages_of(article, blocks, max_passage_chars))
     return articles, passages
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 import rag.clean
 import rag.corpus
-from rag.corpus import Article, Corpus, Passage
+from rag.corpus import SEED_SUFFIXES, Article, Corpus, Passage
 from rag.keywords import answer_types_in, tokens
 
 FORMAT_VERSION = 1
@@ -27,7 +27,6 @@ RECORDS = "records.json"
 PASSAGE_INDEX = "passages.faiss"
 SENTENCE_VECTORS = "sentence_vectors.npy"
 BM25_DIR = "bm25"
-SEED_SUFFIXES = (".txt", ".md")
 
 # Encodes a list of texts as L2-normalised float32 rows; given the build's progress callback.
 Encoder = Callable[[list[str]], np.ndarray]
