@@ -1,0 +1,274 @@
+"""Gradio chat over the policy articles: `python app.py [--host H] [--port P] [--seeds DIR] [--index DIR] [--model M] [--share]`."""
+from __future__ import annotations
+
+import argparse
+import html
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import gradio as gr
+
+from rag.config import Settings
+from rag.pipeline import Pipeline
+
+log = logging.getLogger("app")
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7860
+MIN_PASSAGES, MAX_PASSAGES = 1, 10
+CONCURRENCY = 4  # answers computed at once; they all share the one Pipeline
+API_NAME = "ask"
+CHAT_HEIGHT = 640
+SCORE_FORMAT = "{:.3f}"
+TITLE = "政策文章问答 · Policy articles Q&A"
+ABSTAIN_TEXT = "这些文章没有回答这个问题 / The articles do not answer this."
+SOURCES_HEADING = "来源 / Sources"
+RELATED_HEADING = "可能相关的段落 / Possibly related passages"
+OTHER_HEADING = "其他检索到的段落 / Other retrieved passages"
+ERROR_PREFIX = "⚠️ "
+INTERNAL_ERROR = "出错了，请稍后再试 / Something went wrong; please try again."
+EXAMPLES = (
+    "如何释放被抑制的消费需求？",
+    "什么是数字孪生城市？",
+    "How can the government boost consumer confidence?",
+)
+# Every reply is HTML built here, with each document-derived string passed through html.escape.
+# The chatbot must not re-interpret it: no Markdown, no LaTeX, and Gradio's sanitizer stays on.
+CHATBOT_SAFETY = {"render_markdown": False, "sanitize_html": True, "latex_delimiters": []}
+FONTS = ("Noto Sans CJK SC", "PingFang SC", "Microsoft YaHei", "system-ui", "sans-serif")
+CSS = """
+.rag-reply p { margin: 0 0 .4em 0; }
+.rag-ref { color: #888; font-size: .75em; vertical-align: super; margin-left: .15em; }
+.rag-abstain { font-weight: 600; }
+.rag-error { color: #b42318; }
+.rag-heading { font-weight: 600; margin: .8em 0 .3em 0; }
+.rag-sources { margin: 0; padding-left: .2em; list-style: none; }
+.rag-sources > li { margin-bottom: .5em; }
+.rag-article-title { font-weight: 600; }
+.rag-meta, .rag-score, .rag-timing { color: #888; font-size: .8em; }
+.rag-reply details { margin: .25em 0 .25em 1.2em; }
+.rag-reply summary { cursor: pointer; }
+.rag-passage { border-left: 3px solid #ddd; padding: .2em 0 .2em .6em; margin: .3em 0; }
+.rag-reply mark { background: #fde68a; color: inherit; padding: 0 .1em; }
+"""
+
+
+def _e(value: Any) -> str:
+    """HTML-escape any value as text (quotes included)."""
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def _score(value: Any) -> str:
+    """A score as short text, whatever its type."""
+    return SCORE_FORMAT.format(value) if isinstance(value, (int, float)) else _e(value)
+
+
+def highlight(text: str, sentences: Sequence[str]) -> str:
+    """Escaped `text` with every verbatim occurrence of `sentences` wrapped in <mark> (spans found on the raw text, each piece escaped)."""
+    spans: list[tuple[int, int]] = []
+    for sentence in {s.strip() for s in sentences if s and s.strip()}:
+        start = text.find(sentence)
+        while start != -1:
+            spans.append((start, start + len(sentence)))
+            start = text.find(sentence, start + len(sentence))
+    merged: list[list[int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    out, done = [], 0
+    for start, end in merged:
+        out.append(f"{_e(text[done:start])}<mark>{_e(text[start:end])}</mark>")
+        done = end
+    out.append(_e(text[done:]))
+    return "".join(out).replace("\n", "<br>")
+
+
+def _authors(article: dict[str, Any]) -> str:
+    """Escaped authors joined by "、", or a dash."""
+    return _e("、".join(article.get("authors") or ()) or "—")
+
+
+def _article_line(article: dict[str, Any], number: int | None = None) -> str:
+    """Title, authors and file of one article."""
+    ref = f'<span class="rag-ref">[{number}]</span> ' if number is not None else ""
+    return (
+        f'{ref}<span class="rag-article-title">{_e(article.get("title") or "—")}</span>'
+        f' <span class="rag-meta">· {_authors(article)} · <code>{_e(article.get("source"))}</code></span>'
+    )
+
+
+def _passage(passage: dict[str, Any], sentences: Sequence[str], number: int) -> str:
+    """One passage as a collapsed <details>, answer sentences highlighted, scores small and grey."""
+    section = passage.get("section")
+    supports = any(s and s in (passage.get("text") or "") for s in sentences)
+    label = f"段落 {number} / Passage {number}" + (f" · {_e(section)}" if section else "") + (" ✓" if supports else "")
+    scores = (
+        f"score {_score(passage.get('score'))} · dense {_score(passage.get('dense_score'))}"
+        f" · keyword {_score(passage.get('keyword_score'))} · id <code>{_e(passage.get('id'))}</code>"
+    )
+    return (
+        f'<details class="rag-details"><summary>{label}</summary>'
+        f'<div class="rag-passage">{highlight(passage.get("text") or "", sentences)}</div>'
+        f'<div class="rag-score">{scores}</div></details>'
+    )
+
+
+def _grouped_sources(groups: list[tuple[dict[str, Any], list[dict[str, Any]]]], sentences: Sequence[str], numbered: bool) -> str:
+    """A list of articles, each with its passages."""
+    items, count = [], 0
+    for i, (article, passages) in enumerate(groups, start=1):
+        rendered = []
+        for passage in passages:
+            count += 1
+            rendered.append(_passage(passage, sentences, count))
+        items.append(f'<li>{_article_line(article, i if numbered else None)}{"".join(rendered)}</li>')
+    return f'<ul class="rag-sources">{"".join(items)}</ul>'
+
+
+def _group_by_article(passages: Sequence[dict[str, Any]], first: Sequence[dict[str, Any]] = ()) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """Passages grouped by article source; articles in `first` come first, in that order."""
+    groups: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+    for article in first:
+        groups.setdefault(str(article.get("source")), (article, []))
+    for passage in passages:
+        article = passage.get("article") or {}
+        groups.setdefault(str(article.get("source")), (article, []))[1].append(passage)
+    return list(groups.values())
+
+
+def render_answer(answer: dict[str, Any]) -> str:
+    """The chat reply for an `Answer.to_dict()`: answer sentences, then cited articles with their passages."""
+    evidence = answer.get("evidence") or []
+    passages = answer.get("passages") or []
+    citations = answer.get("citations") or []
+    sentences = [e.get("text") or "" for e in evidence]
+    cited = {str(c.get("source")) for c in citations}
+    parts = ['<div class="rag-reply">']
+    if answer.get("abstained"):
+        parts.append(f'<p class="rag-abstain">{_e(ABSTAIN_TEXT)}</p>')
+        if passages:
+            parts.append(f'<div class="rag-heading">{_e(RELATED_HEADING)}</div>')
+            parts.append(_grouped_sources(_group_by_article(passages), sentences, numbered=False))
+    else:
+        number = {str(c.get("source")): i for i, c in enumerate(citations, start=1)}
+        if evidence:
+            for item in evidence:
+                ref = number.get(str(item.get("source")))
+                tag = f'<span class="rag-ref">[{ref}]</span>' if ref else ""
+                parts.append(f'<p class="rag-sentence">{_e(item.get("text"))}{tag}</p>')
+        else:
+            parts.append(f'<p class="rag-sentence">{_e(answer.get("answer"))}</p>')
+        groups = _group_by_article(passages, citations)
+        parts.append(f'<div class="rag-heading">{_e(SOURCES_HEADING)}</div>')
+        parts.append(_grouped_sources([g for g in groups if str(g[0].get("source")) in cited], sentences, numbered=True))
+        others = [g for g in groups if str(g[0].get("source")) not in cited]
+        if others:
+            parts.append(f'<details class="rag-others"><summary class="rag-meta">{_e(OTHER_HEADING)}</summary>')
+            parts.append(_grouped_sources(others, sentences, numbered=False) + "</details>")
+    timings = answer.get("timings_ms") or {}
+    if timings:
+        parts.append(f'<div class="rag-timing">{" · ".join(f"{_e(k)} {v:.0f} ms" for k, v in timings.items())}</div>')
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def render_error(message: str) -> str:
+    """A user-readable error as a chat reply."""
+    return f'<div class="rag-reply"><p class="rag-error">{ERROR_PREFIX}{_e(message)}</p></div>'
+
+
+def build_app(pipeline: Pipeline, settings: Settings) -> gr.Blocks:
+    """The chat UI and the `/ask` API endpoint, both answering with the one shared pipeline."""
+
+    def ask(question: str, top_k: int = settings.top_k) -> dict[str, Any]:
+        """Answer a question from the articles; returns Answer.to_dict() (question, answer, abstained, evidence, passages, citations, timings_ms)."""
+        try:
+            return pipeline.ask(question, top_k=int(top_k)).to_dict()
+        except (ValueError, TypeError) as error:
+            raise gr.Error(str(error)) from None
+
+    def reply(question: str, top_k: float) -> str:
+        """The rendered reply, or a rendered error; never a stack trace."""
+        try:
+            return render_answer(pipeline.ask(question, top_k=int(top_k)).to_dict())
+        except (ValueError, TypeError) as error:
+            return render_error(str(error))
+        except Exception:  # shown to the user as a short message, logged in full for the operator
+            log.exception("answering %r failed", question)
+            return render_error(INTERNAL_ERROR)
+
+    def respond(question: str, history: list[dict[str, Any]], top_k: float) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+        """Show the question at once, then the reply."""
+        if question.strip():
+            history = [*history, {"role": "user", "content": _e(question)}]
+            yield "", history
+        yield "", [*history, {"role": "assistant", "content": reply(question, top_k)}]
+
+    def respond_example(event: gr.SelectData, history: list[dict[str, Any]], top_k: float) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+        """Ask a clicked example question."""
+        yield from respond(event.value["text"], history, top_k)
+
+    with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
+        gr.Markdown(f"## {TITLE}\n用中文或英文提问；回答句子逐字引自文章，并附出处。 Answers quote the articles verbatim, with sources.")
+        chatbot = gr.Chatbot(
+            label=TITLE,
+            show_label=False,
+            height=CHAT_HEIGHT,
+            examples=[{"text": q} for q in EXAMPLES],
+            group_consecutive_messages=False,  # an error after an answer gets its own bubble
+            placeholder="问一个关于这些政策文章的问题 / Ask something about the policy articles",
+            **CHATBOT_SAFETY,
+        )
+        with gr.Row():
+            question = gr.Textbox(
+                show_label=False,
+                placeholder="输入问题，按回车 / Type a question and press Enter",
+                scale=4,
+                submit_btn=True,
+                max_lines=4,
+                elem_id="question",
+            )
+            top_k = gr.Slider(MIN_PASSAGES, MAX_PASSAGES, value=settings.top_k, step=1, label="段落数 / Passages", scale=1)
+        question.submit(respond, [question, chatbot, top_k], [question, chatbot], api_visibility="private")
+        chatbot.example_select(respond_example, [chatbot, top_k], [question, chatbot], api_visibility="private")
+        gr.api(ask, api_name=API_NAME)
+    return demo
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command-line options; RAG_HOST / RAG_PORT give the defaults for --host / --port."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default=os.environ.get("RAG_HOST") or DEFAULT_HOST)
+    parser.add_argument("--port", type=int, default=int(os.environ.get("RAG_PORT") or DEFAULT_PORT))
+    parser.add_argument("--seeds", help="folder of article .txt files (default: RAG_SEEDS or seeds/)")
+    parser.add_argument("--index", help="index folder (default: RAG_INDEX or index/)")
+    parser.add_argument("--model", help="embedding model (default: RAG_MODEL or the bundled one)")
+    parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Build the index if needed, load the pipeline once, serve the chat."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    args = parse_args(argv)
+    settings = Settings.from_env(seeds=args.seeds, index=args.index, model=args.model)
+    pipeline = Pipeline(settings)
+    pipeline.ensure_index(progress=True)
+    pipeline.ask(EXAMPLES[0])  # load the model now, once, rather than in the first user's request
+    demo = build_app(pipeline, settings)
+    demo.queue(default_concurrency_limit=CONCURRENCY)
+    demo.launch(
+        server_name=args.host,
+        server_port=args.port,
+        share=args.share,
+        theme=gr.themes.Default(font=list(FONTS)),
+        css=CSS,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,294 @@
+"""app.py for real: the chat in headless Chromium against a running app, the /ask API, and escaping of document text.
+
+Needs Debian's chromium (`apt-get install -y chromium fonts-noto-cjk`); set CHROMIUM_PATH if it lives elsewhere.
+UPDATE_SCREENSHOT=1 also saves docs/screenshot.png from the Chinese-question test.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import app
+from rag.config import PROJECT_ROOT, Settings
+
+CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+VIEWPORT = {"width": 1280, "height": 1100}
+STARTUP_TIMEOUT_S = 900  # the first start builds index/ from seeds/
+ANSWER_TIMEOUT_MS = 120_000
+SCREENSHOT = PROJECT_ROOT / "docs" / "screenshot.png"
+SCREENSHOT_MARGIN_PX = 40
+
+CHINESE_QUESTION = "如何释放被抑制的消费需求？"
+ENGLISH_QUESTION = "How can the government boost consumer confidence?"
+UNANSWERABLE = "美国联邦储备系统的基准利率是多少？"
+CONSUMPTION_TITLE = "释放消费潜力 扩大居民消费"
+CONSUMPTION_FILE = "000_d5601f0ce50051b5.txt"
+
+SCRIPT = "<script>window.__pwned=1</script>"
+IMG = '<img src=x onerror="window.__pwned=1">'
+MARKDOWN = "**粗体** # 标题"
+EVIL_ARTICLE = f"""
+
+城市口袋公园建设<b>指南</b>
+
+□张三{SCRIPT}
+
+城市口袋公园是指面积较小、分布在街区中的开放绿地。{SCRIPT}
+
+口袋公园的建设标准包括绿地面积和树木数量{IMG}，由住房和城乡建设部门负责验收。
+
+# 标题 **粗体** 口袋公园应当方便居民步行到达。
+
+{MARKDOWN} 口袋公园的日常养护由街道办事处负责。
+"""
+EVIL_QUESTION = "口袋公园的建设标准包括什么？"
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_app(log_path: Path, *args: str) -> tuple[subprocess.Popen, str]:
+    """`python app.py ARGS` on a free port; returns once it answers HTTP (fails with its log if it dies)."""
+    port = free_port()
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
+    env.pop("GRADIO_SHARE", None)
+    log = log_path.open("w")
+    proc = subprocess.Popen(
+        [sys.executable, str(PROJECT_ROOT / "app.py"), "--port", str(port), *args],
+        cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"app.py exited with {proc.returncode}:\n{log_path.read_text()[-4000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return proc, url
+        except OSError:
+            time.sleep(1)
+    stop_app(proc)
+    pytest.fail(f"app.py did not answer on {url} within {STARTUP_TIMEOUT_S}s:\n{log_path.read_text()[-4000:]}")
+
+
+def stop_app(proc: subprocess.Popen) -> None:
+    """Terminate the app process we started."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def open_chat(browser, url: str):
+    """A fresh page on the chat, ready to type into."""
+    page = browser.new_page(viewport=VIEWPORT)
+    page.goto(url)
+    page.wait_for_selector("#question textarea")
+    return page
+
+
+def ask_in_browser(page, question: str):
+    """Type a question, press Enter, and return the new reply once it is shown."""
+    before = page.locator(".rag-reply").count()
+    box = page.locator("#question textarea")
+    box.fill(question)
+    box.press("Enter")
+    page.wait_for_function("n => document.querySelectorAll('.rag-reply').length > n", arg=before, timeout=ANSWER_TIMEOUT_MS)
+    return page.locator(".rag-reply").nth(before)
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Debian Chromium driven by Playwright."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"Chromium not found at {CHROMIUM}: install it with `apt-get install -y chromium fonts-noto-cjk` (or set CHROMIUM_PATH).")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory) -> Iterator[str]:
+    """The real app over seeds/ and index/ (index built first if missing), shared by this module's tests."""
+    proc, url = start_app(
+        tmp_path_factory.mktemp("app") / "app.log",
+        "--seeds", str(PROJECT_ROOT / "seeds"), "--index", str(PROJECT_ROOT / "index"),
+    )
+    yield url
+    stop_app(proc)
+
+
+@pytest.fixture()
+def page(browser, served):
+    """A fresh chat page on the shared app."""
+    page = open_chat(browser, served)
+    yield page
+    page.close()
+
+
+# ---------------------------------------------------------------- rendering, no browser
+
+
+def evil_answer(abstained: bool = False) -> dict:
+    """An Answer.to_dict() whose every document-derived string carries markup."""
+    sentence = f"口袋公园{SCRIPT}很小{IMG}。"
+    article = {"title": f"<b>标题</b>{SCRIPT}", "authors": [f"<i>张三</i>{IMG}"], "source": f"x{IMG}.txt"}
+    passage = {
+        "id": "p<1>", "text": f"前文 {MARKDOWN}\n{sentence}后文", "score": 0.5, "dense_score": 0.8,
+        "keyword_score": 3.0, "section": f"<h1>节</h1>{SCRIPT}", "article": article,
+    }
+    evidence = [] if abstained else [{"text": sentence, "score": 1.0, "passage_id": "p<1>", "article_title": article["title"], "source": article["source"]}]
+    return {
+        "question": "q", "answer": "" if abstained else sentence, "abstained": abstained, "evidence": evidence,
+        "passages": [passage], "citations": [] if abstained else [article], "timings_ms": {"retrieve": 1.0, "answer": 1.0, "total": 2.0},
+    }
+
+
+@pytest.mark.parametrize("abstained", [False, True])
+def test_render_answer_escapes_all_document_text(abstained: bool) -> None:
+    rendered = app.render_answer(evil_answer(abstained))
+    for raw in ("<script", "<img", "<b>", "<i>", "<h1>"):
+        assert raw not in rendered
+    assert "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in rendered
+    assert "&lt;img src=x onerror=&quot;window.__pwned=1&quot;&gt;" in rendered
+    assert MARKDOWN in rendered  # left as literal text; the chatbot renders no Markdown
+    assert "<details" in rendered and "x&lt;img" in rendered  # passage view and escaped file name
+    if abstained:
+        assert app.ABSTAIN_TEXT in rendered and app.RELATED_HEADING in rendered
+        assert "<mark>" not in rendered
+    else:
+        assert "<mark>口袋公园&lt;script&gt;window.__pwned=1&lt;/script&gt;很小&lt;img src=x onerror=&quot;window.__pwned=1&quot;&gt;。</mark>后文" in rendered
+        assert app.SOURCES_HEADING in rendered and "&lt;i&gt;张三&lt;/i&gt;" in rendered
+
+
+def test_highlight_marks_every_occurrence_and_merges_overlaps() -> None:
+    assert app.highlight("a<b>a", ["a"]) == "<mark>a</mark>&lt;b&gt;<mark>a</mark>"
+    assert app.highlight("mark mark", ["mark", "k m"]) == "<mark>mark mark</mark>"
+    assert app.highlight("one\ntwo", ["", "zzz"]) == "one<br>two"
+
+
+def test_command_line_defaults_and_environment(monkeypatch) -> None:
+    monkeypatch.delenv("RAG_HOST", raising=False)
+    monkeypatch.delenv("RAG_PORT", raising=False)
+    args = app.parse_args([])
+    assert (args.host, args.port, args.share) == ("127.0.0.1", 7860, False)
+    monkeypatch.setenv("RAG_HOST", "0.0.0.0")
+    monkeypatch.setenv("RAG_PORT", "9000")
+    assert (app.parse_args([]).host, app.parse_args([]).port) == ("0.0.0.0", 9000)
+    assert app.parse_args(["--port", "1234", "--share"]).port == 1234
+
+
+# ---------------------------------------------------------------- the real app in the browser
+
+
+def test_chinese_question_cites_the_consumption_article(page) -> None:
+    reply = ask_in_browser(page, CHINESE_QUESTION)
+    sentences = reply.locator(".rag-sentence")
+    assert sentences.count() >= 1 and sentences.first.inner_text().strip()
+    sources = reply.locator(".rag-sources").first.inner_text()
+    assert CONSUMPTION_TITLE in sources and CONSUMPTION_FILE in sources
+    first = reply.locator("details.rag-details").first
+    first.locator("summary").click()
+    assert first.locator("mark").count() >= 1 and first.locator(".rag-score").is_visible()
+    if os.environ.get("UPDATE_SCREENSHOT"):
+        box = page.locator("#question").bounding_box()
+        page.screenshot(path=str(SCREENSHOT), clip={"x": 0, "y": 0, "width": VIEWPORT["width"], "height": box["y"] + box["height"] + SCREENSHOT_MARGIN_PX})
+
+
+def test_english_question_is_answered_from_the_articles(page) -> None:
+    reply = ask_in_browser(page, ENGLISH_QUESTION)
+    assert reply.locator(".rag-error").count() == 0
+    assert reply.locator("details.rag-details").count() == Settings().top_k
+    assert reply.locator(".rag-sentence").count() >= 1
+    assert CONSUMPTION_FILE in reply.locator(".rag-sources").first.inner_text()
+
+
+def test_unanswerable_question_abstains_and_lists_related_passages(page) -> None:
+    reply = ask_in_browser(page, UNANSWERABLE)
+    assert reply.locator(".rag-abstain").count() == 1, f"expected an abstention, got: {reply.inner_text()[:300]}"
+    assert reply.locator(".rag-abstain").inner_text() == app.ABSTAIN_TEXT
+    assert reply.locator(".rag-sentence").count() == 0
+    assert app.RELATED_HEADING in reply.inner_text() and reply.locator("details.rag-details").count() >= 1
+
+
+def test_example_question_and_passage_slider(page) -> None:
+    page.locator('input[type="range"]').fill("2")
+    before = page.locator(".rag-reply").count()
+    page.get_by_text(app.EXAMPLES[1]).click()
+    page.wait_for_function("n => document.querySelectorAll('.rag-reply').length > n", arg=before, timeout=ANSWER_TIMEOUT_MS)
+    reply = page.locator(".rag-reply").nth(before)
+    assert reply.locator("details.rag-details").count() == 2
+    assert app.EXAMPLES[1] in page.inner_text("body")  # now as the user's message (the example boxes are gone)
+
+
+def test_bad_input_shows_a_readable_error_in_the_chat(page) -> None:
+    empty = ask_in_browser(page, "   ")
+    assert "empty" in empty.locator(".rag-error").inner_text()
+    too_long = ask_in_browser(page, "消费" * 400)
+    assert "limit" in too_long.locator(".rag-error").inner_text()
+    assert "Traceback" not in page.inner_text("body")
+
+
+def test_ask_api_returns_the_answer_json(served: str) -> None:
+    from gradio_client import Client
+
+    client = Client(served, verbose=False)
+    result = client.predict(CHINESE_QUESTION, 3, api_name="/" + app.API_NAME)
+    assert set(result) >= {"question", "answer", "abstained", "evidence", "passages", "citations", "timings_ms"}
+    assert result["abstained"] is False and result["answer"]
+    assert len(result["passages"]) == 3
+    assert CONSUMPTION_FILE in [c["source"] for c in result["citations"]]
+    assert all(e["text"] in result["answer"] for e in result["evidence"])
+    with pytest.raises(Exception, match="empty"):
+        client.predict("", 5, api_name="/" + app.API_NAME)
+
+
+# ---------------------------------------------------------------- document markup, in its own small app
+
+
+def test_document_markup_is_shown_literally(browser, tmp_path: Path) -> None:
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    (seeds / "000_evil.txt").write_text(EVIL_ARTICLE, encoding="utf-8")
+    proc, url = start_app(tmp_path / "app.log", "--seeds", str(seeds), "--index", str(tmp_path / "index"))
+    try:
+        page = open_chat(browser, url)
+        reply = ask_in_browser(page, EVIL_QUESTION)
+        page.evaluate("document.querySelectorAll('.rag-reply details').forEach(d => d.open = true)")
+        text = reply.inner_text()
+        assert SCRIPT in text and IMG in text and MARKDOWN in text and "标题 **粗体**" in text  # the corpus drops a leading "# "
+        assert "城市口袋公园建设<b>指南</b>" in text
+        assert page.evaluate("window.__pwned") is None
+        assert page.locator('img[src="x"]').count() == 0
+        assert reply.locator("script, img, b, strong, h1, em").count() == 0
+        page.close()
+    finally:
+        stop_app(proc)
