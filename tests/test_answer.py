@@ -1,0 +1,112 @@
+"""Answering on the real seed index: quoted, cited answers, honest abstention, input checks, the dev set figures."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from benchmarks.seed_dev import evaluate, load_dev_set
+from rag.config import PROJECT_ROOT
+from rag.keywords import tokens
+from rag.model import encode_queries
+from rag.retrieve import keyword_scores, retrieve
+
+
+def test_answer_quotes_sentences_verbatim_and_cites_their_article(pipeline):
+    answer = pipeline.ask("如何释放被抑制的消费需求？", top_k=5)
+    assert not answer.abstained and answer.answer
+    assert answer.answer == "".join(e.text for e in answer.evidence)
+    texts = {p.id: p.text for p in pipeline.ensure_index().passages}
+    for e in answer.evidence:
+        assert e.text in texts[e.passage_id]
+    assert "切实把被抑制、被冻结的消费释放出来" in answer.answer
+    assert answer.evidence[0].article_title == "释放消费潜力 扩大居民消费"
+    assert ("释放消费潜力 扩大居民消费", ("田学斌",), "000_d5601f0ce50051b5.txt") in [
+        (c.title, c.authors, c.source) for c in answer.citations
+    ]
+    assert len(answer.passages) == 5
+    assert [p.score for p in answer.passages] == sorted((p.score for p in answer.passages), reverse=True)
+
+
+def test_answer_is_a_json_record(pipeline):
+    record = json.loads(json.dumps(pipeline.ask("什么是数字孪生城市？").to_dict(), ensure_ascii=False))
+    assert {"question", "answer", "abstained", "evidence", "passages", "citations", "timings_ms"} <= set(record)
+    assert {"text", "score", "passage_id", "article_title", "source"} <= set(record["evidence"][0])
+    assert {"id", "text", "score", "article"} <= set(record["passages"][0])
+    assert {"title", "authors", "source"} <= set(record["passages"][0]["article"])
+    assert {"retrieve", "answer", "total"} <= set(record["timings_ms"])
+    assert "数字孪生城市是物理城市在网络空间的映射" in record["answer"]
+
+
+def test_english_question_is_answered_in_the_articles_words(pipeline):
+    answer = pipeline.ask("What is a digital twin city?")
+    assert not answer.abstained
+    assert "数字孪生城市是物理城市在网络空间的映射" in answer.answer
+
+
+def test_unanswerable_question_abstains_but_shows_related_passages(pipeline):
+    answer = pipeline.ask("新冠疫苗需要接种几针？")
+    assert answer.abstained and answer.answer == "" and answer.evidence == () and answer.citations == ()
+    assert answer.passages  # still offered as possibly related
+
+
+def test_english_question_is_not_hurt_by_fusion(pipeline):
+    index = pipeline.ensure_index()
+    question = "How can blockchain technology help build an industry credit system?"
+    assert keyword_scores(index, tokens(question), 50) == {}  # no English words in the Chinese articles
+    vector = encode_queries(pipeline.model, [question])[0]
+    fused = retrieve(index, vector, question, 5, 50, "rrf")
+    dense = retrieve(index, vector, question, 5, 50, "dense")
+    assert [h.row for h in fused] == [h.row for h in dense]
+
+
+@pytest.mark.parametrize("question", ["", "   \n\t", "\x00\x07"])
+def test_empty_question_is_rejected(pipeline, question):
+    with pytest.raises(ValueError, match="empty"):
+        pipeline.ask(question)
+
+
+def test_non_string_question_is_rejected(pipeline):
+    with pytest.raises(TypeError):
+        pipeline.ask(["如何释放消费需求"])
+
+
+def test_over_long_question_is_rejected_not_cut(pipeline):
+    limit = pipeline.settings.max_question_chars
+    with pytest.raises(ValueError, match=str(limit)):
+        pipeline.ask("消费" * limit)
+
+
+def test_control_characters_are_stripped(pipeline):
+    answer = pipeline.ask("什么是\x00数字孪生\x1b城市？")
+    assert answer.question == "什么是 数字孪生 城市？"
+
+
+def test_top_k_is_checked(pipeline):
+    assert len(pipeline.ask("什么是产业数字化？", top_k=2).passages) == 2
+    with pytest.raises(ValueError, match="top_k"):
+        pipeline.ask("什么是产业数字化？", top_k=0)
+
+
+def test_dev_set_figures(pipeline):
+    """The measured figures (python -m benchmarks.seed_dev), asserted with a margin."""
+    results = evaluate(pipeline, load_dev_set())
+    assert results["accuracy answerable"] >= 0.75
+    assert results["accuracy keyword"] >= 0.9
+    assert results["accuracy english"] >= 0.6
+    assert results["false abstention rate"] <= 0.2
+    assert results["false answer rate"] <= 0.6
+
+
+def test_ask_function_and_command_line():
+    result = subprocess.run(
+        [sys.executable, "-m", "rag", "ask", "什么是产业链韧性？", "--json"],
+        capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert "所谓产业链韧性" in record["answer"]
+    empty = subprocess.run([sys.executable, "-m", "rag", "ask", " "], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=300)
+    assert empty.returncode == 2 and "empty" in empty.stderr and "Traceback" not in empty.stderr
