@@ -7,7 +7,7 @@ import numpy as np
 
 from rag.config import ReaderWeights
 from rag.index import Index
-from rag.keywords import answer_type, bigrams
+from rag.keywords import answer_type, bigrams, is_chinese
 from rag.retrieve import Hit
 
 NOT_FOUND = "这些文章没有回答这个问题。(The articles do not answer this.)"
@@ -109,7 +109,8 @@ def read(index: Index, hits: list[Hit], query_vector: np.ndarray, question: str,
     w = np.array([getattr(weights, name) for name in FEATURES], dtype=np.float32)
     scores = features @ w
     chosen = choose_sentences(index, scores, rows, weights)
-    return chosen, chosen[0][1] < weights.threshold
+    threshold = weights.threshold if is_chinese(question) else weights.threshold_cross_lingual
+    return chosen, chosen[0][1] < threshold
 
 
 def _citation(index: Index, article_id: str) -> Citation:

@@ -28,12 +28,14 @@ def cache_dir() -> Path:
 class ReaderWeights:
     """How the reader scores sentences (weights of answer.FEATURES), when it abstains, how much it quotes."""
 
+    # Fitted by `python -m benchmarks.fit_reader` (weights on CMRC 2018 trial, threshold on the seed dev set).
     dense: float = 1.0
     overlap: float = 0.5
-    passage: float = 0.5
-    type: float = 0.05
+    passage: float = 1.0
+    type: float = 0.0
     first: float = 0.0
-    threshold: float = 1.0  # below this best-sentence score the reader abstains
+    threshold: float = 1.882  # below this best-sentence score the reader abstains
+    threshold_cross_lingual: float = 1.576  # the same for a question without Chinese: it can share no characters
     margin: float = 0.05  # further sentences are quoted while within this margin of the best
     max_sentences: int = 3
     duplicate_overlap: float = 0.6  # bigram Jaccard above which two sentences count as the same

@@ -37,7 +37,9 @@ POS_OF_TYPE: dict[str, tuple[str, ...]] = {
 }
 
 _PUNCT_OR_SPACE = re.compile(r"^[\W_]+$", re.UNICODE)
+_NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
 _NUMBER = re.compile(r"\d")
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
 
 def tokens(text: str) -> list[str]:
@@ -47,11 +49,14 @@ def tokens(text: str) -> list[str]:
 
 
 def bigrams(text: str) -> set[str]:
-    """Character bigrams of the content words of a text (stopwords and punctuation removed)."""
-    out: set[str] = set()
-    for word in tokens(text):
-        out.update(word[i : i + 2] for i in range(max(1, len(word) - 1)))
-    return out
+    """Character bigrams of a text, lower-cased, punctuation and spaces removed: cheap overlap for any language."""
+    chars = _NON_WORD.sub("", unicodedata.normalize("NFKC", text).lower())
+    return {chars[i : i + 2] for i in range(len(chars) - 1)} or ({chars} if chars else set())
+
+
+def is_chinese(text: str) -> bool:
+    """Whether a text contains Chinese characters (else it can share no words with the articles)."""
+    return bool(_HAN.search(text))
 
 
 def answer_type(question: str) -> str:

@@ -41,9 +41,9 @@ def test_answer_is_a_json_record(pipeline):
 
 
 def test_english_question_is_answered_in_the_articles_words(pipeline):
-    answer = pipeline.ask("What is a digital twin city?")
+    answer = pipeline.ask("How can blockchain technology help build a fair and trustworthy business environment?")
     assert not answer.abstained
-    assert "数字孪生城市是物理城市在网络空间的映射" in answer.answer
+    assert "充分利用区块链技术的分布式存储、不可篡改等特性" in answer.answer
 
 
 def test_unanswerable_question_abstains_but_shows_related_passages(pipeline):
@@ -93,11 +93,12 @@ def test_top_k_is_checked(pipeline):
 def test_dev_set_figures(pipeline):
     """The measured figures (python -m benchmarks.seed_dev), asserted with a margin."""
     results = evaluate(pipeline, load_dev_set())
-    assert results["accuracy answerable"] >= 0.75
+    # measured: answerable 0.774 (keyword 1.000, paraphrase 0.706, English 0.667); abstention errors 0.145 / 0.200
+    assert results["accuracy answerable"] >= 0.72
     assert results["accuracy keyword"] >= 0.9
     assert results["accuracy english"] >= 0.6
     assert results["false abstention rate"] <= 0.2
-    assert results["false answer rate"] <= 0.6
+    assert results["false answer rate"] <= 0.3
 
 
 def test_ask_function_and_command_line():
