@@ -10,6 +10,7 @@ from typing import Any
 
 import gradio as gr
 
+from rag.build import add_settings_arguments, settings_from
 from rag.config import Settings
 from rag.pipeline import Pipeline
 
@@ -244,9 +245,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default=os.environ.get("RAG_HOST") or DEFAULT_HOST)
     parser.add_argument("--port", type=int, default=int(os.environ.get("RAG_PORT") or DEFAULT_PORT))
-    parser.add_argument("--seeds", help="folder of article .txt files (default: RAG_SEEDS or seeds/)")
-    parser.add_argument("--index", help="index folder (default: RAG_INDEX or index/)")
-    parser.add_argument("--model", help="embedding model (default: RAG_MODEL or the bundled one)")
+    add_settings_arguments(parser)
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
     return parser.parse_args(argv)
 
@@ -255,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Build the index if needed, load the pipeline once, serve the chat."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     args = parse_args(argv)
-    settings = Settings.from_env(seeds=args.seeds, index=args.index, model=args.model)
+    settings = settings_from(args)
     pipeline = Pipeline(settings)
     pipeline.ensure_index(progress=True)
     pipeline.ask(EXAMPLES[0])  # load the model now, once, rather than in the first user's request

@@ -176,6 +176,9 @@ def load_model(name_or_path: str = DEFAULT_MODEL) -> "SentenceTransformer":
     """Load a sentence-transformers model on CPU from local files only."""
     os.environ["HF_HUB_OFFLINE"] = "1"
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # a per-tensor "Loading weights" bar is noise in a command's output
 
     resolved = resolve_model(name_or_path)
     try:
