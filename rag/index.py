@@ -194,7 +194,7 @@ def build_index(
 
 def _activate(index_dir: Path, build: Path) -> None:
     """Point CURRENT at the new build (an atomic rename), then remove older builds."""
-    final = index_dir / f"build-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    final = index_dir / f"build-{time.strftime('%Y%m%d-%H%M%S')}-{build.name.removeprefix('.build-')}"  # unique
     build.rename(final)
     pointer = index_dir / f".{CURRENT}.tmp"
     pointer.write_text(final.name, encoding="utf-8")

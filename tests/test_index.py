@@ -36,9 +36,10 @@ def test_a_passage_is_found_by_its_own_words(pipeline):
 
 
 def test_rebuild_without_change_embeds_nothing(scratch):
-    report = scratch.build(progress=False)
+    scratch.build(progress=False)
+    report = scratch.build(progress=False)  # twice within a second: each build still gets its own folder
     assert report.embedded == 0
-    assert report.reused == report.passages + report.sentences or report.reused > 0
+    assert report.reused == report.passages + report.sentences
 
 
 def test_rebuild_after_one_file_changed_embeds_only_the_change(scratch):
