@@ -5,6 +5,7 @@ import argparse
 import html
 import logging
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -12,6 +13,8 @@ import gradio as gr
 
 from rag.build import add_settings_arguments, settings_from
 from rag.config import Settings
+from rag.index import IndexUnavailable
+from rag.model import ModelError
 from rag.pipeline import Pipeline
 
 log = logging.getLogger("app")
@@ -256,8 +259,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     settings = settings_from(args)
     pipeline = Pipeline(settings)
-    pipeline.ensure_index(progress=True)
-    pipeline.ask(EXAMPLES[0])  # load the model now, once, rather than in the first user's request
+    try:
+        pipeline.ensure_index(progress=True)
+        pipeline.ask(EXAMPLES[0])  # load the model now, once, rather than in the first user's request
+    except (ModelError, IndexUnavailable, OSError, ValueError) as error:  # one clear line, not a traceback
+        sys.exit(f"app: cannot start: {error}")
     demo = build_app(pipeline, settings)
     demo.queue(default_concurrency_limit=CONCURRENCY)
     demo.launch(

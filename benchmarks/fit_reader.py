@@ -26,8 +26,6 @@ from rag.retrieve import retrieve
 GRID = {
     "overlap": (0.0, 0.25, 0.5, 0.75, 1.0, 1.5),
     "passage": (0.0, 0.5, 1.0, 2.0),
-    "type": (0.0, 0.02, 0.05, 0.1),
-    "first": (-0.02, 0.0, 0.02),
 }
 
 

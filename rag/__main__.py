@@ -8,6 +8,7 @@ import sys
 from rag.answer import NOT_FOUND, Answer
 from rag.build import add_settings_arguments, settings_from
 from rag.index import IndexUnavailable
+from rag.model import ModelError
 from rag.pipeline import Pipeline
 
 
@@ -38,9 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         answer = Pipeline(settings_from(args)).ask(args.question, top_k=args.top_k)
-    except (ValueError, TypeError, IndexUnavailable) as e:
+    except (ValueError, TypeError) as e:  # the question itself
         print(f"rag: {e}", file=sys.stderr)
         return 2
+    except (ModelError, IndexUnavailable, OSError) as e:  # the model, index or seeds
+        print(f"rag: {e}", file=sys.stderr)
+        return 1
     print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2) if args.json else format_answer(answer))
     return 0
 

@@ -7,11 +7,11 @@ import numpy as np
 
 from rag.config import ReaderWeights
 from rag.index import Index
-from rag.keywords import answer_type, bigrams, is_chinese
+from rag.keywords import bigrams, is_chinese
 from rag.retrieve import Hit
 
 NOT_FOUND = "这些文章没有回答这个问题。(The articles do not answer this.)"
-FEATURES = ("dense", "overlap", "passage", "type", "first")
+FEATURES = ("dense", "overlap", "passage")
 
 
 @dataclass(frozen=True)
@@ -72,13 +72,12 @@ def sentence_features(index: Index, hits: list[Hit], query_vector: np.ndarray, q
         return np.zeros((0, len(FEATURES)), dtype=np.float32), []
     dense = index.sentence_vectors[rows] @ query_vector.ravel()
     question_bigrams = bigrams(question)
-    kind = answer_type(question)
     passage_score = {hit.row: hit.dense_score for hit in hits}
     features = []
     for row, cosine in zip(rows, dense):
         sentence = index.sentences[row]
         overlap = len(question_bigrams & bigrams(sentence.text)) / len(question_bigrams) if question_bigrams else 0.0
-        features.append((cosine, overlap, passage_score[sentence.passage], float(kind in sentence.types), float(sentence.position == 0)))
+        features.append((cosine, overlap, passage_score[sentence.passage]))
     return np.asarray(features, dtype=np.float32), rows
 
 

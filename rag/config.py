@@ -32,8 +32,6 @@ class ReaderWeights:
     dense: float = 1.0
     overlap: float = 0.5
     passage: float = 1.0
-    type: float = 0.0
-    first: float = 0.0
     threshold: float = 1.882  # below this best-sentence score the reader abstains
     threshold_cross_lingual: float = 1.576  # the same for a question without Chinese: it can share no characters
     margin: float = 0.05  # further sentences are quoted while within this margin of the best

@@ -18,9 +18,9 @@ import numpy as np
 import rag.clean
 import rag.corpus
 from rag.corpus import SEED_SUFFIXES, Article, Corpus, Passage
-from rag.keywords import answer_types_in, tokens
+from rag.keywords import tokens
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 CURRENT = "CURRENT"  # names the active build folder inside the index folder; replaced atomically
 MANIFEST = "manifest.json"
 RECORDS = "records.json"
@@ -46,8 +46,6 @@ class Sentence:
 
     text: str
     passage: int  # row of its passage in Index.passages
-    position: int  # 0-based position in its passage
-    types: frozenset[str]  # answer types it contains (see keywords.answer_types_in)
 
 
 @dataclass(frozen=True)
@@ -168,7 +166,6 @@ def build_index(
         records = {
             "articles": [asdict(a) for a in corpus.articles],
             "passages": [asdict(p) for p in corpus.passages],
-            "sentence_types": [sorted(answer_types_in(s)) for s in sentences],
             "vector_keys": {"passages": keys[:n], "sentences": keys[n:]},
         }
         (build / RECORDS).write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
@@ -224,17 +221,16 @@ def load_index(index_dir: Path) -> Index:
         articles = {a["id"]: Article(**{**a, "authors": tuple(a["authors"])}) for a in records["articles"]}
         passages = tuple(Passage(**{**p, "sentences": tuple(p["sentences"])}) for p in records["passages"])
         sentences, ranges = [], []
-        types = iter(records["sentence_types"])
         for row, p in enumerate(passages):
             start = len(sentences)
-            sentences += [Sentence(s, row, i, frozenset(next(types))) for i, s in enumerate(p.sentences)]
+            sentences += [Sentence(s, row) for s in p.sentences]
             ranges.append(range(start, len(sentences)))
         dense = faiss.read_index(str(build / PASSAGE_INDEX))
         sentence_vectors = np.load(build / SENTENCE_VECTORS)
         bm25 = bm25s.BM25.load(str(build / BM25_DIR), show_progress=False)
     except IndexUnavailable:
         raise
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError, StopIteration) as e:
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
         raise IndexUnavailable("corrupt", f"The index in {index_dir} is damaged ({type(e).__name__}: {e}): rebuild it.") from e
     counts = manifest["counts"]
     if not (dense.ntotal == len(passages) == counts["passages"] and len(sentence_vectors) == len(sentences) == counts["sentences"]):

@@ -1,4 +1,4 @@
-"""Words for keyword search and overlap: jieba tokens, character bigrams, answer types."""
+"""Words for keyword search and overlap: jieba tokens and character bigrams."""
 from __future__ import annotations
 
 import logging
@@ -6,7 +6,8 @@ import re
 import unicodedata
 
 import jieba
-import jieba.posseg
+
+from rag.clean import HAN_CHAR
 
 jieba.setLogLevel(logging.WARNING)
 
@@ -22,24 +23,8 @@ STOPWORDS = frozenset(
     """.split()
 )
 
-# Question cue → the jieba part-of-speech prefixes an answer of that type contains.
-ANSWER_TYPES: dict[str, tuple[str, ...]] = {
-    "person": ("谁", "哪位", "何人", "作者", "who"),
-    "number": ("多少", "几", "百分之", "比例", "how many", "how much"),
-    "place": ("哪里", "哪儿", "何地", "哪个城市", "哪个省", "where"),
-    "time": ("何时", "什么时候", "哪一年", "哪年", "几月", "when"),
-}
-POS_OF_TYPE: dict[str, tuple[str, ...]] = {
-    "person": ("nr",),
-    "number": ("m",),
-    "place": ("ns",),
-    "time": ("t",),
-}
-
 _PUNCT_OR_SPACE = re.compile(r"^[\W_]+$", re.UNICODE)
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
-_NUMBER = re.compile(r"\d")
-_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
 
 def tokens(text: str) -> list[str]:
@@ -56,22 +41,4 @@ def bigrams(text: str) -> set[str]:
 
 def is_chinese(text: str) -> bool:
     """Whether a text contains Chinese characters (else it can share no words with the articles)."""
-    return bool(_HAN.search(text))
-
-
-def answer_type(question: str) -> str:
-    """The kind of answer a question expects ("person", "number", "place", "time"), or "" if none."""
-    q = question.lower()
-    return next((kind for kind, cues in ANSWER_TYPES.items() if any(c in q for c in cues)), "")
-
-
-def answer_types_in(sentence: str) -> frozenset[str]:
-    """Which answer types a sentence contains, from jieba's part-of-speech tags (computed at index time)."""
-    found = set()
-    for pair in jieba.posseg.lcut(sentence):
-        for kind, prefixes in POS_OF_TYPE.items():
-            if pair.flag.startswith(prefixes):
-                found.add(kind)
-    if _NUMBER.search(sentence):
-        found.add("number")
-    return frozenset(found)
+    return bool(HAN_CHAR.search(text))
