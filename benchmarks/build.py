@@ -21,12 +21,14 @@ CHANGED_FILE = "003_4fcd156b4d347718.txt"
 
 
 def timed(fn) -> tuple[float, object]:
+    """Seconds a call takes, and its result."""
     started = time.perf_counter()
     result = fn()
     return time.perf_counter() - started, result
 
 
 def main() -> int:
+    """Measure and print the table."""
     settings = Settings.from_env()
     load_seconds, model = timed(lambda: load_model(settings.model))
     with tempfile.TemporaryDirectory() as tmp:

@@ -11,14 +11,13 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 
-from rag.answer import read, sentence_features
+from rag.answer import feature_weights, read, sentence_features
 from rag.config import PROJECT_ROOT, Settings, cache_dir
-from rag.corpus import Article, Corpus, Passage, passages_of
+from rag.corpus import Article, Corpus, passages_of
 from rag.index import Index, build_index, load_index
 from rag.model import encode_passages, encode_queries, load_model, model_fingerprint
 from rag.retrieve import Hit, retrieve
@@ -73,6 +72,7 @@ def cached_index(split: str, settings: Settings, model) -> Index:
 
 
 def contains_answer(text: str, answers: tuple[str, ...]) -> bool:
+    """Whether a text holds one of the gold answer strings."""
     return any(a in text for a in answers)
 
 
@@ -89,7 +89,7 @@ def evaluate(index: Index, questions: list[Question], vectors: np.ndarray, setti
         if method == GOLD:  # the reader alone: given the gold context's passages
             hits = [Hit(r, 1.0, float(index.dense.reconstruct(r) @ v), 0.0) for r in rows_of[q.context]]
         else:
-            hits = retrieve(index, v, q.text, depth, settings.depth, method, settings.rrf_k, settings.keyword_weight)
+            hits = retrieve(index, v, q.text, depth, settings, fusion=method)
         contexts = list(dict.fromkeys(index.passages[h.row].article_id for h in hits))
         rank = contexts.index(q.context) if q.context in contexts else None
         for k in RECALL_AT:
@@ -98,7 +98,7 @@ def evaluate(index: Index, questions: list[Question], vectors: np.ndarray, setti
         top = hits[: settings.top_k]
         chosen, _ = read(index, top, v, q.text, settings.reader)
         features, rows = sentence_features(index, top, v, q.text)
-        best3 = [rows[i] for i in np.argsort(-(features @ reader_vector(settings)))[:3]]
+        best3 = [rows[i] for i in np.argsort(-(features @ feature_weights(settings.reader)))[:3]]
         hit1 += bool(chosen) and contains_answer(index.sentences[chosen[0][0]].text, q.answers)
         hit3 += any(contains_answer(index.sentences[r].text, q.answers) for r in best3)
         length += sum(len(index.sentences[r].text) for r, _ in chosen)
@@ -108,12 +108,6 @@ def evaluate(index: Index, questions: list[Question], vectors: np.ndarray, setti
         "hit@1": hit1 / n, "hit@3": hit3 / n, "answer chars": length / n,
         "ms/question": (time.perf_counter() - started) * 1000 / n,
     }
-
-
-def reader_vector(settings: Settings) -> np.ndarray:
-    from rag.answer import FEATURES
-
-    return np.array([getattr(settings.reader, f) for f in FEATURES], dtype=np.float32)
 
 
 def print_table(rows: list[dict]) -> None:
@@ -126,6 +120,7 @@ def print_table(rows: list[dict]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Index the split, ask its questions with each method, print the table."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--split", default="dev", choices=("dev", "trial"))
     parser.add_argument("--limit", type=int, default=0, help="ask only the first N questions")

@@ -37,7 +37,7 @@ def fit_weights(settings: Settings, model) -> dict[str, float]:
     vectors = encode_queries(model, [q.text for q in questions])
     cases = []
     for q, v in zip(questions, vectors):
-        hits = retrieve(index, v, q.text, settings.top_k, settings.depth, settings.fusion, settings.rrf_k, settings.keyword_weight)
+        hits = retrieve(index, v, q.text, settings.top_k, settings)
         features, rows = sentence_features(index, hits, v, q.text)
         if rows:
             cases.append((features, np.array([contains_answer(index.sentences[r].text, q.answers) for r in rows])))
@@ -79,6 +79,7 @@ def calibrate_thresholds(pipeline: Pipeline) -> dict[str, tuple[float, float, fl
 
 
 def main() -> int:
+    """Fit, calibrate and print the values for rag/config.py."""
     settings = Settings.from_env()
     model = load_model(settings.model)
     if CMRC_DIR.is_dir():

@@ -22,10 +22,12 @@ COLD_START = "import time; t = time.perf_counter(); from rag import ask; ask('å¦
 
 
 def percentiles(samples: list[float]) -> tuple[float, float]:
+    """Median and 95th percentile."""
     return statistics.median(samples), float(np.percentile(samples, 95))
 
 
 def main() -> int:
+    """Measure and print the table."""
     questions = [q.question for q in load_dev_set()]
     pipeline = Pipeline()
     pipeline.ask(questions[0])  # warm-up: loads model and index

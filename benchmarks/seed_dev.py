@@ -61,6 +61,7 @@ def evaluate(pipeline: Pipeline, questions: list[DevQuestion]) -> dict[str, floa
 
 
 def main() -> int:
+    """Run the dev set through the default pipeline and print the table."""
     questions = load_dev_set()
     results = evaluate(Pipeline(), questions)
     print(f"seed dev set: {len(questions)} questions")

@@ -100,13 +100,17 @@ def choose_sentences(index: Index, scores: np.ndarray, rows: list[int], weights:
     return chosen
 
 
+def feature_weights(weights: ReaderWeights) -> np.ndarray:
+    """The weights as a vector in FEATURES order: a sentence's score is its feature row times this."""
+    return np.array([getattr(weights, name) for name in FEATURES], dtype=np.float32)
+
+
 def read(index: Index, hits: list[Hit], query_vector: np.ndarray, question: str, weights: ReaderWeights) -> tuple[list[tuple[int, float]], bool]:
     """Chosen (sentence row, score) pairs and whether to abstain because the best evidence is too weak."""
     features, rows = sentence_features(index, hits, query_vector, question)
     if not rows:
         return [], True
-    w = np.array([getattr(weights, name) for name in FEATURES], dtype=np.float32)
-    scores = features @ w
+    scores = features @ feature_weights(weights)
     chosen = choose_sentences(index, scores, rows, weights)
     threshold = weights.threshold if is_chinese(question) else weights.threshold_cross_lingual
     return chosen, chosen[0][1] < threshold
@@ -117,23 +121,27 @@ def _citation(index: Index, article_id: str) -> Citation:
     return Citation(article.title, article.authors, article.source)
 
 
+def _evidence(index: Index, row: int, score: float) -> Evidence:
+    passage = index.passages[index.sentences[row].passage]
+    return Evidence(index.sentences[row].text, score, passage.id, index.articles[passage.article_id].title, passage.source)
+
+
+def _retrieved(index: Index, hit: Hit) -> RetrievedPassage:
+    p = index.passages[hit.row]
+    return RetrievedPassage(p.id, p.text, hit.score, hit.dense_score, hit.keyword_score, p.section, _citation(index, p.article_id))
+
+
 def compose(index: Index, question: str, hits: list[Hit], chosen: list[tuple[int, float]], abstained: bool, timings_ms: dict[str, float]) -> Answer:
     """The Answer record: quoted sentences (none when abstaining), passages best first, distinct cited articles."""
-    passages = tuple(
-        RetrievedPassage(p.id, p.text, h.score, h.dense_score, h.keyword_score, p.section, _citation(index, p.article_id))
-        for h in hits
-        for p in (index.passages[h.row],)
+    evidence = () if abstained else tuple(_evidence(index, row, score) for row, score in chosen)
+    cited = dict.fromkeys(index.passages[index.sentences[row].passage].article_id for row, _ in chosen) if evidence else {}
+    return Answer(
+        question=question,
+        answer="".join(e.text for e in evidence),
+        abstained=abstained,
+        confidence=chosen[0][1] if chosen else 0.0,
+        evidence=evidence,
+        passages=tuple(_retrieved(index, h) for h in hits),
+        citations=tuple(_citation(index, a) for a in cited),
+        timings_ms=timings_ms,
     )
-    evidence = ()
-    if not abstained:
-        evidence = tuple(
-            Evidence(s.text, score, p.id, index.articles[p.article_id].title, p.source)
-            for row, score in chosen
-            for s in (index.sentences[row],)
-            for p in (index.passages[s.passage],)
-        )
-    article_ids = dict.fromkeys(index.passages[index.sentences[row].passage].article_id for row, _ in chosen) if evidence else {}
-    citations = tuple(_citation(index, a) for a in article_ids)
-    text = "".join(e.text for e in evidence)
-    confidence = chosen[0][1] if chosen else 0.0
-    return Answer(question, text, abstained, confidence, evidence, passages, citations, timings_ms)

@@ -85,7 +85,7 @@ class Pipeline:
         model = self.model
         started = time.perf_counter()
         query_vector = encode_queries(model, [text])[0]
-        hits = retrieve(index, query_vector, text, top_k, s.depth, s.fusion, s.rrf_k, s.keyword_weight)
+        hits = retrieve(index, query_vector, text, top_k, s)
         retrieved = time.perf_counter()
         chosen, abstained = read(index, hits, query_vector, text, s.reader)
         done = time.perf_counter()

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rag.config import Settings
 from rag.index import Index
 from rag.keywords import tokens
 
@@ -43,6 +44,8 @@ def _ranks(scores: dict[int, float]) -> dict[int, int]:
 
 def fuse(dense: dict[int, float], keyword: dict[int, float], method: str, rrf_k: int, keyword_weight: float) -> dict[int, float]:
     """One score per passage from the two rankings; a ranking that found nothing simply does not vote."""
+    if method not in FUSIONS:
+        raise ValueError(f"Unknown fusion {method!r}; choose one of {FUSIONS}.")
     if method == "dense" or not keyword:
         return dict(dense)
     if method == "keyword":
@@ -53,27 +56,20 @@ def fuse(dense: dict[int, float], keyword: dict[int, float], method: str, rrf_k:
             for row, rank in ranking.items():
                 fused[row] = fused.get(row, 0.0) + 1.0 / (rrf_k + rank + 1)
         return fused
-    if method == "weighted":
-        top = max(keyword.values())
-        floor = min(dense.values()) if dense else 0.0
-        return {row: dense.get(row, floor) + keyword_weight * keyword.get(row, 0.0) / top for row in set(dense) | set(keyword)}
-    raise ValueError(f"Unknown fusion {method!r}; choose one of {FUSIONS}.")
+    top = max(keyword.values())  # weighted: cosine plus the keyword score relative to the best one
+    floor = min(dense.values()) if dense else 0.0
+    return {row: dense.get(row, floor) + keyword_weight * keyword.get(row, 0.0) / top for row in set(dense) | set(keyword)}
 
 
-def retrieve(
-    index: Index,
-    query_vector: np.ndarray,
-    question: str,
-    top_k: int,
-    depth: int,
-    fusion: str = "rrf",
-    rrf_k: int = 60,
-    keyword_weight: float = 0.1,
-) -> list[Hit]:
-    """The top_k passages for a question, best first, each with its dense, keyword and fused scores."""
-    dense = dense_scores(index, query_vector, depth) if fusion != "keyword" else {}
-    keyword = keyword_scores(index, tokens(question), depth) if fusion != "dense" else {}
-    fused = fuse(dense, keyword, fusion, rrf_k, keyword_weight)
+def retrieve(index: Index, query_vector: np.ndarray, question: str, top_k: int, settings: Settings, fusion: str | None = None) -> list[Hit]:
+    """The top_k passages for a question, best first, each with its dense, keyword and fused scores.
+
+    `fusion` ("rrf", "weighted", "dense" or "keyword") defaults to settings.fusion.
+    """
+    fusion = fusion or settings.fusion
+    dense = dense_scores(index, query_vector, settings.depth) if fusion != "keyword" else {}
+    keyword = keyword_scores(index, tokens(question), settings.depth) if fusion != "dense" else {}
+    fused = fuse(dense, keyword, fusion, settings.rrf_k, settings.keyword_weight)
     best = sorted(fused, key=fused.get, reverse=True)[:top_k]
     missing = [r for r in best if r not in dense]
     if missing:  # a keyword-only hit still gets its true cosine, for display and answer scoring

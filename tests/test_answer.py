@@ -57,9 +57,10 @@ def test_english_question_is_not_hurt_by_fusion(pipeline):
     question = "How can blockchain technology help build an industry credit system?"
     assert keyword_scores(index, tokens(question), 50) == {}  # no English words in the Chinese articles
     vector = encode_queries(pipeline.model, [question])[0]
-    fused = retrieve(index, vector, question, 5, 50, "rrf")
-    dense = retrieve(index, vector, question, 5, 50, "dense")
-    assert [h.row for h in fused] == [h.row for h in dense]
+    for fusion in ("rrf", "weighted"):
+        fused = retrieve(index, vector, question, 5, pipeline.settings, fusion)
+        dense = retrieve(index, vector, question, 5, pipeline.settings, "dense")
+        assert [h.row for h in fused] == [h.row for h in dense]
 
 
 @pytest.mark.parametrize("question", ["", "   \n\t", "\x00\x07"])
