@@ -6,6 +6,7 @@ import threading
 import time
 import unicodedata
 from functools import partial
+from typing import TYPE_CHECKING
 
 from rag.answer import Answer, compose, read
 from rag.config import Settings
@@ -13,6 +14,9 @@ from rag.corpus import load_corpus
 from rag.index import BuildReport, Index, IndexUnavailable, build_index, check_fresh, corpus_fingerprint, load_index
 from rag.model import encode_passages, encode_queries, load_model, model_fingerprint
 from rag.retrieve import retrieve
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
 
 
 def clean_question(question: object, max_chars: int) -> str:
@@ -31,7 +35,7 @@ def clean_question(question: object, max_chars: int) -> str:
 class Pipeline:
     """A model and an index for one settings; loads both on first use and is safe to share between threads."""
 
-    def __init__(self, settings: Settings | None = None, model=None):
+    def __init__(self, settings: Settings | None = None, model: SentenceTransformer | None = None):
         """`model`, if given, is an already loaded model for settings.model, to share between pipelines."""
         self.settings = settings or Settings.from_env()
         self._lock = threading.RLock()  # re-entrant: ensure_index holds it while build loads the model
@@ -39,7 +43,7 @@ class Pipeline:
         self._index: Index | None = None
 
     @property
-    def model(self):
+    def model(self) -> SentenceTransformer:
         """The sentence-transformers model, loaded once."""
         with self._lock:
             if self._model is None:
