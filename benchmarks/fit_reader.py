@@ -26,6 +26,7 @@ from rag.retrieve import retrieve
 GRID = {
     "overlap": (0.0, 0.25, 0.5, 0.75, 1.0, 1.5),
     "passage": (0.0, 0.5, 1.0, 2.0),
+    "predicate_overlap": (0.0, 0.25, 0.5, 0.75, 1.0),
 }
 
 

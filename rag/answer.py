@@ -11,7 +11,8 @@ from rag.keywords import bigrams, is_chinese
 from rag.retrieve import Hit
 
 NOT_FOUND = "这些文章没有回答这个问题。(The articles do not answer this.)"
-FEATURES = ("dense", "overlap", "passage")
+FEATURES = ("dense", "overlap", "passage", "predicate_overlap")
+MAX_ENTITY_TITLE_CHARS = 12  # a title this short names an entity; a longer one is a headline and is not subtracted
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,11 @@ class Answer:
         return asdict(self)
 
 
+def _share(wanted: set[str], found: set[str]) -> float:
+    """The share of the wanted bigrams that are found (0 when none are wanted)."""
+    return len(wanted & found) / len(wanted) if wanted else 0.0
+
+
 def sentence_features(index: Index, hits: list[Hit], query_vector: np.ndarray, question: str) -> tuple[np.ndarray, list[int]]:
     """Feature rows (FEATURES order) for every sentence of the retrieved passages, and the sentence rows."""
     rows = [s for hit in hits for s in index.passage_sentences[hit.row]]
@@ -76,8 +82,13 @@ def sentence_features(index: Index, hits: list[Hit], query_vector: np.ndarray, q
     features = []
     for row, cosine in zip(rows, dense):
         sentence = index.sentences[row]
-        overlap = len(question_bigrams & bigrams(sentence.text)) / len(question_bigrams) if question_bigrams else 0.0
-        features.append((cosine, overlap, passage_score[sentence.passage]))
+        sentence_bigrams = bigrams(sentence.text)
+        # The article title names the question's entity; the other question bigrams carry what is asked about it.
+        title = index.articles[index.passages[sentence.passage].article_id].title
+        entity = bigrams(title) if len(title) <= MAX_ENTITY_TITLE_CHARS else set()
+        predicate_bigrams = question_bigrams - entity
+        overlap = _share(question_bigrams, sentence_bigrams)
+        features.append((cosine, overlap, passage_score[sentence.passage], _share(predicate_bigrams, sentence_bigrams)))
     return np.asarray(features, dtype=np.float32), rows
 
 

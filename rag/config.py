@@ -30,10 +30,11 @@ class ReaderWeights:
 
     # Fitted by `python -m benchmarks.fit_reader` (weights on CMRC 2018 trial, threshold on the seed dev set).
     dense: float = 1.0
-    overlap: float = 0.5
-    passage: float = 1.0
-    threshold: float = 1.882  # below this best-sentence score the reader abstains
-    threshold_cross_lingual: float = 1.576  # the same for a question without Chinese: it can share no characters
+    overlap: float = 0.0
+    passage: float = 2.0
+    predicate_overlap: float = 0.5  # question bigrams outside a short (entity) title: what is asked
+    threshold: float = 2.759  # below this best-sentence score the reader abstains
+    threshold_cross_lingual: float = 2.305  # the same for a question without Chinese: it can share no characters
     margin: float = 0.05  # further sentences are quoted while within this margin of the best
     max_sentences: int = 3
     duplicate_overlap: float = 0.6  # bigram Jaccard above which two sentences count as the same
