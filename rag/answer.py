@@ -79,16 +79,21 @@ def sentence_features(index: Index, hits: list[Hit], query_vector: np.ndarray, q
     dense = index.sentence_vectors[rows] @ query_vector.ravel()
     question_bigrams = bigrams(question)
     passage_score = {hit.row: hit.dense_score for hit in hits}
+    # A short article title names the question's entity; the other question bigrams carry what is asked about it.
+    predicate = {}
+    for hit in hits:
+        title = index.articles[index.passages[hit.row].article_id].title
+        predicate[hit.row] = question_bigrams - (bigrams(title) if len(title) <= MAX_ENTITY_TITLE_CHARS else set())
     features = []
     for row, cosine in zip(rows, dense):
         sentence = index.sentences[row]
         sentence_bigrams = bigrams(sentence.text)
-        # The article title names the question's entity; the other question bigrams carry what is asked about it.
-        title = index.articles[index.passages[sentence.passage].article_id].title
-        entity = bigrams(title) if len(title) <= MAX_ENTITY_TITLE_CHARS else set()
-        predicate_bigrams = question_bigrams - entity
-        overlap = _share(question_bigrams, sentence_bigrams)
-        features.append((cosine, overlap, passage_score[sentence.passage], _share(predicate_bigrams, sentence_bigrams)))
+        features.append((
+            cosine,
+            _share(question_bigrams, sentence_bigrams),
+            passage_score[sentence.passage],
+            _share(predicate[sentence.passage], sentence_bigrams),
+        ))
     return np.asarray(features, dtype=np.float32), rows
 
 
