@@ -28,7 +28,7 @@ PASSAGE_INDEX = "passages.faiss"
 SENTENCE_VECTORS = "sentence_vectors.npy"
 BM25_DIR = "bm25"
 
-# Encodes a list of texts as L2-normalised float32 rows; given the build's progress callback.
+# Encodes a list of texts as L2-normalised float32 rows (the caller decides batching and progress display).
 Encoder = Callable[[list[str]], np.ndarray]
 
 
@@ -52,7 +52,6 @@ class Sentence:
 class Index:
     """Everything answering needs, loaded once: records, vectors, the FAISS and BM25 indexes."""
 
-    path: Path
     manifest: dict
     articles: dict[str, Article]
     passages: tuple[Passage, ...]
@@ -201,13 +200,13 @@ def _activate(index_dir: Path, build: Path) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def check_fresh(manifest: dict, seeds: Path | None, model_name: str, model_fingerprint: str | None) -> None:
-    """Raise IndexUnavailable("stale") if the index was built from another corpus or model."""
+def check_fresh(manifest: dict, seeds: Path | None, max_passage_chars: int, model_name: str, model_fingerprint: str | None) -> None:
+    """Raise IndexUnavailable("stale") if the index was built from another corpus, passage bound or model."""
     if manifest.get("model") != model_name or (model_fingerprint and manifest.get("model_fingerprint") != model_fingerprint):
         raise IndexUnavailable("stale", f"The index was built with model {manifest.get('model')!r}, not {model_name!r}: rebuild it.")
     if seeds is not None and Path(seeds).is_dir():
-        if corpus_fingerprint(seeds, manifest["max_passage_chars"]) != manifest.get("corpus_fingerprint"):
-            raise IndexUnavailable("stale", f"The seed files in {seeds} changed since the index was built: rebuild it.")
+        if corpus_fingerprint(seeds, max_passage_chars) != manifest.get("corpus_fingerprint"):
+            raise IndexUnavailable("stale", f"The seed files in {seeds} or the passage settings changed since the index was built: rebuild it.")
 
 
 def load_index(index_dir: Path) -> Index:
@@ -235,4 +234,4 @@ def load_index(index_dir: Path) -> Index:
     counts = manifest["counts"]
     if not (dense.ntotal == len(passages) == counts["passages"] and len(sentence_vectors) == len(sentences) == counts["sentences"]):
         raise IndexUnavailable("corrupt", f"The index in {index_dir} is inconsistent (counts differ): rebuild it.")
-    return Index(Path(index_dir), manifest, articles, passages, tuple(sentences), tuple(ranges), dense, sentence_vectors, bm25)
+    return Index(manifest, articles, passages, tuple(sentences), tuple(ranges), dense, sentence_vectors, bm25)

@@ -64,7 +64,8 @@ class Pipeline:
     def load_index(self) -> Index:
         """Load the index, checking it was built from the current seeds and model."""
         index = load_index(self.settings.index)
-        check_fresh(index.manifest, self.settings.seeds, self.settings.model, model_fingerprint(self.settings.model))
+        s = self.settings
+        check_fresh(index.manifest, s.seeds, s.max_passage_chars, s.model, model_fingerprint(s.model))
         return index
 
     def ensure_index(self, progress: bool = True) -> Index:

@@ -10,7 +10,7 @@ import pytest
 
 from rag.config import PROJECT_ROOT
 from rag.corpus import load_corpus
-from rag.index import CURRENT, MANIFEST, RECORDS, IndexUnavailable, load_index
+from rag.index import CURRENT, MANIFEST, RECORDS, IndexUnavailable, check_fresh, load_index
 from rag.model import encode_queries
 
 
@@ -93,10 +93,16 @@ def test_a_stale_index_is_reported_and_rebuilt(scratch, capsys):
 
 def test_an_index_of_another_model_is_stale(pipeline):
     manifest = json.loads((pipeline.settings.index / (pipeline.settings.index / CURRENT).read_text() / MANIFEST).read_text())
-    from rag.index import check_fresh
-
     with pytest.raises(IndexUnavailable, match="model"):
-        check_fresh(manifest, None, "some/other-model", None)
+        check_fresh(manifest, None, pipeline.settings.max_passage_chars, "some/other-model", None)
+
+
+def test_an_index_split_with_another_passage_bound_is_stale(pipeline):
+    manifest = pipeline.ensure_index().manifest
+    settings = pipeline.settings
+    check_fresh(manifest, settings.seeds, settings.max_passage_chars, settings.model, None)  # fresh as built
+    with pytest.raises(IndexUnavailable, match="passage settings"):
+        check_fresh(manifest, settings.seeds, settings.max_passage_chars // 2, settings.model, None)
 
 
 def test_build_command_fails_with_one_line_reason(tmp_path):
