@@ -11,6 +11,7 @@ from typing import Any
 
 import gradio as gr
 
+from rag.answer import NOT_FOUND
 from rag.build import add_settings_arguments, settings_from
 from rag.config import Settings
 from rag.index import IndexUnavailable
@@ -27,7 +28,7 @@ API_NAME = "ask"
 CHAT_HEIGHT = 640
 SCORE_FORMAT = "{:.3f}"
 TITLE = "政策文章问答 · Policy articles Q&A"
-ABSTAIN_TEXT = "这些文章没有回答这个问题 / The articles do not answer this."
+ABSTAIN_TEXT = NOT_FOUND  # the one wording of an abstention, shared with the command line
 SOURCES_HEADING = "来源 / Sources"
 RELATED_HEADING = "可能相关的段落 / Possibly related passages"
 OTHER_HEADING = "其他检索到的段落 / Other retrieved passages"
