@@ -134,14 +134,19 @@ def _grouped_sources(groups: list[tuple[dict[str, Any], list[dict[str, Any]]]], 
     return f'<ul class="rag-sources">{"".join(items)}</ul>'
 
 
+def _article_key(article: dict[str, Any]) -> str:
+    """What tells articles apart: their id, since one file may hold several articles."""
+    return str(article.get("article_id") or (article.get("source"), article.get("title")))
+
+
 def _group_by_article(passages: Sequence[dict[str, Any]], first: Sequence[dict[str, Any]] = ()) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
-    """Passages grouped by article source; articles in `first` come first, in that order."""
+    """Passages grouped by their article; articles in `first` come first, in that order."""
     groups: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
     for article in first:
-        groups.setdefault(str(article.get("source")), (article, []))
+        groups.setdefault(_article_key(article), (article, []))
     for passage in passages:
         article = passage.get("article") or {}
-        groups.setdefault(str(article.get("source")), (article, []))[1].append(passage)
+        groups.setdefault(_article_key(article), (article, []))[1].append(passage)
     return list(groups.values())
 
 
@@ -151,7 +156,7 @@ def render_answer(answer: dict[str, Any]) -> str:
     passages = answer.get("passages") or []
     citations = answer.get("citations") or []
     sentences = [e.get("text") or "" for e in evidence]
-    cited = {str(c.get("source")) for c in citations}
+    cited = {_article_key(c) for c in citations}
     parts = ['<div class="rag-reply">']
     if answer.get("abstained"):
         parts.append(f'<p class="rag-abstain">{_e(ABSTAIN_TEXT)}</p>')
@@ -159,18 +164,18 @@ def render_answer(answer: dict[str, Any]) -> str:
             parts.append(f'<div class="rag-heading">{_e(RELATED_HEADING)}</div>')
             parts.append(_grouped_sources(_group_by_article(passages), sentences, numbered=False))
     else:
-        number = {str(c.get("source")): i for i, c in enumerate(citations, start=1)}
+        number = {_article_key(c): i for i, c in enumerate(citations, start=1)}
         if evidence:
             for item in evidence:
-                ref = number.get(str(item.get("source")))
+                ref = number.get(_article_key(item))
                 tag = f'<span class="rag-ref">[{ref}]</span>' if ref else ""
                 parts.append(f'<p class="rag-sentence">{_e(item.get("text"))}{tag}</p>')
         else:
             parts.append(f'<p class="rag-sentence">{_e(answer.get("answer"))}</p>')
         groups = _group_by_article(passages, citations)
         parts.append(f'<div class="rag-heading">{_e(SOURCES_HEADING)}</div>')
-        parts.append(_grouped_sources([g for g in groups if str(g[0].get("source")) in cited], sentences, numbered=True))
-        others = [g for g in groups if str(g[0].get("source")) not in cited]
+        parts.append(_grouped_sources([g for g in groups if _article_key(g[0]) in cited], sentences, numbered=True))
+        others = [g for g in groups if _article_key(g[0]) not in cited]
         if others:
             parts.append(f'<details class="rag-others"><summary class="rag-meta">{_e(OTHER_HEADING)}</summary>')
             parts.append(_grouped_sources(others, sentences, numbered=False) + "</details>")

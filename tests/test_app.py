@@ -35,6 +35,7 @@ ENGLISH_QUESTION = "How can the government boost consumer confidence?"
 UNANSWERABLE = "美国联邦储备系统的基准利率是多少？"
 CONSUMPTION_TITLE = "释放消费潜力 扩大居民消费"
 CONSUMPTION_FILE = "000_d5601f0ce50051b5.txt"
+MULTI_ARTICLE_QUESTION = "智慧城市建设与消费升级"  # retrieves passages of several articles of CONSUMPTION_FILE
 
 SCRIPT = "<script>window.__pwned=1</script>"
 IMG = '<img src=x onerror="window.__pwned=1">'
@@ -221,6 +222,22 @@ def test_chinese_question_cites_the_consumption_article(page) -> None:
     if os.environ.get("UPDATE_SCREENSHOT"):
         box = page.locator("#question").bounding_box()
         page.screenshot(path=str(SCREENSHOT), clip={"x": 0, "y": 0, "width": VIEWPORT["width"], "height": box["y"] + box["height"] + SCREENSHOT_MARGIN_PX})
+
+
+def test_passages_are_listed_under_their_own_article(page, pipeline) -> None:
+    """File 000 holds three articles: each passage must sit under the article it belongs to, not just its file."""
+    reply = ask_in_browser(page, MULTI_ARTICLE_QUESTION)
+    page.evaluate("document.querySelectorAll('.rag-reply details').forEach(d => d.open = true)")
+    titles_seen, shown = set(), 0
+    for group in reply.locator(".rag-sources > li").all():
+        title = group.locator(".rag-article-title").inner_text().strip()
+        ids = [code.inner_text() for code in group.locator(".rag-score code").all()]
+        for passage_id in ids:
+            article = pipeline.ensure_index().articles[passage_id.split(":")[0]]
+            assert article.title == title, f"passage {passage_id} of {article.title!r} shown under {title!r}"
+        titles_seen.add(title)
+        shown += len(ids)
+    assert shown == Settings().top_k and len(titles_seen) >= 2  # the question does reach two articles of file 000
 
 
 def test_english_question_is_answered_from_the_articles(page) -> None:
