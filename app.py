@@ -23,9 +23,10 @@ log = logging.getLogger("app")
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
 MIN_PASSAGES, MAX_PASSAGES = 1, 10
+QUESTION_MIN_WIDTH = 320
 CONCURRENCY = 4  # answers computed at once; they all share the one Pipeline
 API_NAME = "ask"
-CHAT_HEIGHT = 640
+CHAT_HEIGHT = "min(640px, 62vh)"  # leaves the question box on the first screen of a phone
 SCORE_FORMAT = "{:.3f}"
 TITLE = "政策文章问答 · Policy articles Q&A"
 ABSTAIN_TEXT = NOT_FOUND  # the one wording of an abstention, shared with the command line
@@ -56,7 +57,8 @@ CSS = """
 .rag-reply details { margin: .25em 0 .25em 1.2em; }
 .rag-reply summary { cursor: pointer; }
 .rag-passage { border-left: 3px solid #ddd; padding: .2em 0 .2em .6em; margin: .3em 0; }
-.rag-reply mark { background: #fde68a; color: inherit; padding: 0 .1em; }
+.rag-reply mark { background: #fde68a; color: #1f2937; padding: 0 .1em; }
+.dark .rag-reply mark { background: #854d0e; color: #fef9c3; }
 """
 
 
@@ -240,6 +242,7 @@ def build_app(pipeline: Pipeline, settings: Settings) -> gr.Blocks:
                 scale=4,
                 submit_btn=True,
                 max_lines=4,
+                min_width=QUESTION_MIN_WIDTH,  # narrower screens put the slider below the box, not beside it
                 elem_id="question",
             )
             top_k = gr.Slider(MIN_PASSAGES, MAX_PASSAGES, value=settings.top_k, step=1, label="段落数 / Passages", scale=1)

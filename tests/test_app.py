@@ -25,6 +25,8 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
 VIEWPORT = {"width": 1280, "height": 1100}
+PHONE = {"width": 390, "height": 844}
+MIN_CONTRAST = 4.5  # WCAG AA for body text
 STARTUP_TIMEOUT_S = 900  # the first start builds index/ from seeds/
 ANSWER_TIMEOUT_MS = 120_000
 SCREENSHOT = PROJECT_ROOT / "docs" / "screenshot.png"
@@ -238,6 +240,36 @@ def test_passages_are_listed_under_their_own_article(page, pipeline) -> None:
         titles_seen.add(title)
         shown += len(ids)
     assert shown == Settings().top_k and len(titles_seen) >= 2  # the question does reach two articles of file 000
+
+
+def _luminance(css_color: str) -> float:
+    """WCAG relative luminance of an `rgb(...)`/`rgba(...)` computed colour."""
+    r, g, b = (int(float(v)) / 255 for v in css_color[css_color.index("(") + 1 : css_color.index(")")].split(",")[:3])
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in (r, g, b)]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_highlighted_sentences_are_readable_in_both_themes(browser, served, theme) -> None:
+    page = browser.new_page(viewport=VIEWPORT, color_scheme=theme)
+    page.goto(f"{served}?__theme={theme}")
+    page.wait_for_selector("#question textarea")
+    reply = ask_in_browser(page, CHINESE_QUESTION)
+    page.evaluate("document.querySelectorAll('.rag-reply details').forEach(d => d.open = true)")
+    mark = reply.locator("mark").first
+    colour, background = mark.evaluate("m => [getComputedStyle(m).color, getComputedStyle(m).backgroundColor]")
+    light, dark = sorted((_luminance(colour), _luminance(background)), reverse=True)
+    assert (light + 0.05) / (dark + 0.05) >= MIN_CONTRAST, f"{theme}: {colour} on {background}"
+    page.close()
+
+
+def test_phone_layout_shows_a_wide_question_box_on_the_first_screen(browser, served) -> None:
+    page = browser.new_page(viewport=PHONE, is_mobile=True, has_touch=True)
+    page.goto(served)
+    box = page.locator("#question textarea").bounding_box()
+    assert box["y"] + box["height"] <= PHONE["height"], f"question box ends at {box['y'] + box['height']:.0f}px"
+    assert box["width"] >= PHONE["width"] * 0.6, f"question box only {box['width']:.0f}px wide"
+    page.close()
 
 
 def test_english_question_is_answered_from_the_articles(page) -> None:
