@@ -203,22 +203,23 @@ def build_app(pipeline: Pipeline, settings: Settings) -> gr.Blocks:
         except (ValueError, TypeError) as error:
             raise gr.Error(str(error)) from None
 
-    def reply(question: str, top_k: float) -> str:
-        """The rendered reply, or a rendered error; never a stack trace."""
+    def reply(question: str, top_k: float) -> tuple[str, bool]:
+        """The rendered reply, or a rendered error (never a stack trace); and whether the question was answered."""
         try:
-            return render_answer(pipeline.ask(question, top_k=int(top_k)).to_dict())
+            return render_answer(pipeline.ask(question, top_k=int(top_k)).to_dict()), True
         except (ValueError, TypeError) as error:
-            return render_error(str(error))
+            return render_error(str(error)), False
         except Exception:  # shown to the user as a short message, logged in full for the operator
             log.exception("answering %r failed", question)
-            return render_error(INTERNAL_ERROR)
+            return render_error(INTERNAL_ERROR), False
 
     def respond(question: str, history: list[dict[str, Any]], top_k: float) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-        """Show the question at once, then the reply."""
+        """Show the question at once, then the reply; a question that was refused goes back into the box to be edited."""
         if question.strip():
             history = [*history, {"role": "user", "content": _e(question)}]
             yield "", history
-        yield "", [*history, {"role": "assistant", "content": reply(question, top_k)}]
+        rendered, answered = reply(question, top_k)
+        yield ("" if answered else question), [*history, {"role": "assistant", "content": rendered}]
 
     def respond_example(event: gr.SelectData, history: list[dict[str, Any]], top_k: float) -> Iterator[tuple[str, list[dict[str, Any]]]]:
         """Ask a clicked example question."""

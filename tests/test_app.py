@@ -303,6 +303,7 @@ def test_bad_input_shows_a_readable_error_in_the_chat(page) -> None:
     assert "empty" in empty.locator(".rag-error").inner_text()
     too_long = ask_in_browser(page, "消费" * 400)
     assert "limit" in too_long.locator(".rag-error").inner_text()
+    assert page.locator("#question textarea").input_value() == "消费" * 400  # given back to be shortened, not lost
     assert "Traceback" not in page.inner_text("body")
 
 
