@@ -38,7 +38,7 @@ INTERNAL_ERROR = "出错了，请稍后再试 / Something went wrong; please try
 EXAMPLES = (
     "如何释放被抑制的消费需求？",
     "什么是数字孪生城市？",
-    "How can the government boost consumer confidence?",
+    "How can blockchain technology help build a fair and trustworthy business environment?",
 )
 # Every reply is HTML built here, with each document-derived string passed through html.escape.
 # The chatbot must not re-interpret it: no Markdown, no LaTeX, and Gradio's sanitizer stays on.

@@ -26,38 +26,40 @@ class DevQuestion:
     kind: str  # paraphrase | keyword | english | unanswerable
     evidence: tuple[str, ...]  # whitespace-free spans; a correct answer contains one
     source: str
+    near_topic: bool  # an unanswerable question near the articles' topics (asks what they do not give)
 
 
 def load_dev_set(path: Path = DEV_SET) -> list[DevQuestion]:
     """The dev questions, one JSON object a line."""
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [DevQuestion(r["id"], r["question"], r["kind"], tuple(r["evidence"]), r["source"]) for r in rows]
+    return [DevQuestion(r["id"], r["question"], r["kind"], tuple(r["evidence"]), r["source"], bool(r.get("near_topic"))) for r in rows]
 
 
 def is_correct(q: DevQuestion, answer: Answer) -> bool:
-    """Unanswerable: the reader abstained. Answerable: it answered and a quoted sentence holds an evidence span."""
+    """Unanswerable: the reader declined. Answerable: it answered and a quoted sentence holds an evidence span."""
     if not q.evidence:
         return answer.abstained
     quoted = _SPACE.sub("", answer.answer)
     return not answer.abstained and any(span in quoted for span in q.evidence)
 
 
-def evaluate(pipeline: Pipeline, questions: list[DevQuestion]) -> dict[str, float]:
-    """Accuracy by kind, overall answer accuracy, and the two abstention error rates."""
-    right, total, false_abstain, false_answer = Counter(), Counter(), 0, 0
+def evaluate(pipeline: Pipeline, questions: list[DevQuestion]) -> dict[str, tuple[float, int]]:
+    """(rate, number of questions) of: accuracy by kind and overall, (near-topic) unanswerables declined, false declines."""
+    right, total = Counter(), Counter()
     for q in questions:
         answer = pipeline.ask(q.question)
-        total[q.kind] += 1
-        right[q.kind] += is_correct(q, answer)
-        false_abstain += bool(q.evidence) and answer.abstained
-        false_answer += not q.evidence and not answer.abstained
-    answerable = sum(n for kind, n in total.items() if kind != "unanswerable")
-    return {
-        **{f"accuracy {kind}": right[kind] / total[kind] for kind in sorted(total)},
-        "accuracy answerable": sum(n for k, n in right.items() if k != "unanswerable") / answerable,
-        "false abstention rate": false_abstain / answerable,
-        "false answer rate": false_answer / max(1, total["unanswerable"]),
-    }
+        correct = is_correct(q, answer)
+        kinds = [q.kind, "answerable"] if q.evidence else [q.kind] + (["near-topic unanswerable"] if q.near_topic else [])
+        for kind in kinds:
+            total[kind] += 1
+            right[kind] += correct
+        if q.evidence:
+            total["false decline"] += 1
+            right["false decline"] += answer.abstained
+    order = ("keyword", "paraphrase", "english", "answerable", "unanswerable", "near-topic unanswerable", "false decline")
+    names = {"unanswerable": "unanswerables declined", "near-topic unanswerable": "near-topic unanswerables declined",
+             "false decline": "answerables wrongly declined"}
+    return {names.get(k, "accuracy " + k): (right[k] / total[k], total[k]) for k in order if total[k]}
 
 
 def main() -> int:
@@ -66,8 +68,8 @@ def main() -> int:
     results = evaluate(Pipeline(), questions)
     print(f"seed dev set: {len(questions)} questions")
     print("| measure | value |\n|---|---|")
-    for name, value in results.items():
-        print(f"| {name} | {value:.3f} |")
+    for name, (value, n) in results.items():
+        print(f"| {name} ({n}) | {value:.3f} |")
     return 0
 
 

@@ -1,18 +1,22 @@
-"""The reader: score the sentences of retrieved passages, quote the best ones verbatim, or abstain."""
+"""The reader: score the sentences of retrieved passages with learned weights, quote the best verbatim, or decline."""
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
-from rag.config import ReaderWeights
+from rag.config import ReaderSettings
+from rag.features import SENTENCE_FEATURES, sentence_features
 from rag.index import Index
 from rag.keywords import bigrams, is_chinese
+from rag.model import ModelError
 from rag.retrieve import Hit
 
 NOT_FOUND = "这些文章没有回答这个问题。(The articles do not answer this.)"
-FEATURES = ("dense", "overlap", "passage", "predicate_overlap")
-MAX_ENTITY_TITLE_CHARS = 12  # a title this short names an entity; a longer one is a headline and is not subtracted
+CLAUSE_BREAK = re.compile(r"[，,；;：:]")
 
 
 @dataclass(frozen=True)
@@ -22,6 +26,7 @@ class Citation:
     title: str
     authors: tuple[str, ...]
     source: str
+    article_id: str  # "<file stem>#<n>": one file may hold several articles
 
 
 @dataclass(frozen=True)
@@ -29,10 +34,11 @@ class Evidence:
     """An answer sentence, verbatim, with where it comes from."""
 
     text: str
-    score: float
+    score: float  # the reader's logit that this sentence holds the answer
     passage_id: str
     article_title: str
     source: str
+    article_id: str
 
 
 @dataclass(frozen=True)
@@ -55,7 +61,7 @@ class Answer:
     question: str
     answer: str
     abstained: bool
-    confidence: float  # the best sentence's score; the reader abstains below ReaderWeights.threshold
+    confidence: float  # the reader's probability that the quote answers the question; it declines below a threshold
     evidence: tuple[Evidence, ...]
     passages: tuple[RetrievedPassage, ...]
     citations: tuple[Citation, ...]
@@ -66,80 +72,154 @@ class Answer:
         return asdict(self)
 
 
-def _share(wanted: set[str], found: set[str]) -> float:
-    """The share of the wanted bigrams that are found (0 when none are wanted)."""
-    return len(wanted & found) / len(wanted) if wanted else 0.0
+@dataclass(frozen=True)
+class LinearModel:
+    """A logistic regression over named features: logit = ((x - mean) / scale) · coef + intercept."""
+
+    features: tuple[str, ...]
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray
+    intercept: float
+
+    def logits(self, rows: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
+        """Logits of feature rows whose columns are `names` (a superset of this model's features)."""
+        x = rows[:, [names.index(f) for f in self.features]]
+        return ((x - self.mean) / self.scale) @ self.coef + self.intercept
 
 
-def sentence_features(index: Index, hits: list[Hit], query_vector: np.ndarray, question: str) -> tuple[np.ndarray, list[int]]:
-    """Feature rows (FEATURES order) for every sentence of the retrieved passages, and the sentence rows."""
-    rows = [s for hit in hits for s in index.passage_sentences[hit.row]]
-    if not rows:
-        return np.zeros((0, len(FEATURES)), dtype=np.float32), []
-    dense = index.sentence_vectors[rows] @ query_vector.ravel()
-    question_bigrams = bigrams(question)
-    passage_score = {hit.row: hit.dense_score for hit in hits}
-    # A short article title names the question's entity; the other question bigrams carry what is asked about it.
-    predicate = {}
-    for hit in hits:
-        title = index.articles[index.passages[hit.row].article_id].title
-        predicate[hit.row] = question_bigrams - (bigrams(title) if len(title) <= MAX_ENTITY_TITLE_CHARS else set())
-    features = []
-    for row, cosine in zip(rows, dense):
-        sentence = index.sentences[row]
-        sentence_bigrams = bigrams(sentence.text)
-        features.append((
-            cosine,
-            _share(question_bigrams, sentence_bigrams),
-            passage_score[sentence.passage],
-            _share(predicate[sentence.passage], sentence_bigrams),
-        ))
-    return np.asarray(features, dtype=np.float32), rows
+@dataclass(frozen=True)
+class ReaderModel:
+    """The learned reader: which sentence answers, and whether any does; one variant per kind of question."""
+
+    sentence: dict[str, LinearModel]  # by LANGUAGES
+    decision: dict[str, LinearModel]
+    threshold: dict[str, float]  # P(answered) below which the reader declines
+    about: dict  # what it was fitted on, for the record
+
+
+LANGUAGES = ("monolingual", "cross_lingual")  # a question with Chinese, and one without (no shared words possible)
+DECISION_FEATURES = (
+    "best", "margin", "dense", "passage", "passage_z", "predicate_overlap", "idf_overlap", "key_missing",
+    "least_key_missing", "number_missing", "type_missing", "type_found_near",
+)
+CROSS_LINGUAL_DECISION_FEATURES = ("best", "margin", "passage_z", "number_missing", "type_missing", "type_found_near")
+
+
+def _linear(record: dict) -> LinearModel:
+    return LinearModel(tuple(record["features"]), *(np.asarray(record[k], dtype=np.float32) for k in ("mean", "scale", "coef")),
+                       float(record["intercept"]))
+
+
+def load_reader(path: Path) -> ReaderModel:
+    """The reader's weights from their JSON file (see benchmarks.fit_reader); ModelError if it is unusable."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return ReaderModel(
+            {lang: _linear(data["sentence"][lang]) for lang in LANGUAGES},
+            {lang: _linear(data["decision"][lang]) for lang in LANGUAGES},
+            {lang: float(data["threshold"][lang]) for lang in LANGUAGES},
+            data.get("about", {}),
+        )
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ModelError(f"The reader's weights in {path} are missing or damaged ({e}): run `python -m benchmarks.fit_reader`.") from e
+
+
+def sigmoid(x: np.ndarray | float) -> np.ndarray | float:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def language(question: str) -> str:
+    """Which reader variant serves the question."""
+    return LANGUAGES[0] if is_chinese(question) else LANGUAGES[1]
+
+
+def decision_features(features: np.ndarray, logits: np.ndarray) -> np.ndarray:
+    """One row (DECISION_FEATURES order) describing the best sentence and its rivals, for the answer/decline model."""
+    order = np.argsort(-logits, kind="stable")
+    best = features[order[0]]
+    col = {name: best[SENTENCE_FEATURES.index(name)] for name in SENTENCE_FEATURES}
+    near = order[:3]
+    return np.array([[
+        logits[order[0]],
+        logits[order[0]] - logits[order[1]] if len(order) > 1 else 0.0,
+        col["dense"], col["passage"], col["passage_z"], col["predicate_overlap"], col["idf_overlap"], col["key_missing"],
+        features[:, SENTENCE_FEATURES.index("key_missing")].min(),
+        col["number_missing"], col["type_missing"],
+        features[near, SENTENCE_FEATURES.index("type_found")].max(),
+    ]], dtype=np.float32)
+
+
+def score(model: ReaderModel, features: np.ndarray, question: str) -> tuple[np.ndarray, float]:
+    """Each candidate sentence's logit of holding the answer, and the probability that the question is answered."""
+    lang = language(question)
+    logits = model.sentence[lang].logits(features, SENTENCE_FEATURES)
+    decision = model.decision[lang].logits(decision_features(features, logits), DECISION_FEATURES)[0]
+    return logits, float(sigmoid(decision))
 
 
 def _jaccard(a: set[str], b: set[str]) -> float:
     return len(a & b) / len(a | b) if a | b else 1.0
 
 
-def choose_sentences(index: Index, scores: np.ndarray, rows: list[int], weights: ReaderWeights) -> list[tuple[int, float]]:
-    """The best one to max_sentences sentences, best first, near-duplicates dropped."""
+def choose_sentences(index: Index, logits: np.ndarray, rows: list[int], settings: ReaderSettings) -> list[tuple[int, float]]:
+    """The best one to max_sentences sentences within the margin, near-duplicates dropped, in reading order."""
     chosen: list[tuple[int, float]] = []
     seen: list[set[str]] = []
-    for i in np.argsort(-scores, kind="stable"):
-        if chosen and (len(chosen) >= weights.max_sentences or scores[i] < chosen[0][1] - weights.margin):
+    for i in np.argsort(-logits, kind="stable"):
+        if chosen and (len(chosen) >= settings.max_sentences or logits[i] < chosen[0][1] - settings.margin):
             break
         grams = bigrams(index.sentences[rows[i]].text) or {index.sentences[rows[i]].text}
-        if any(_jaccard(grams, g) > weights.duplicate_overlap for g in seen):
+        if any(_jaccard(grams, g) > settings.duplicate_overlap for g in seen):
             continue
-        chosen.append((rows[i], float(scores[i])))
+        chosen.append((rows[i], float(logits[i])))
         seen.append(grams)
-    return chosen
+    # Sentences of one passage are quoted in the article's order (cause before effect); passages best first.
+    first_seen = {}
+    for row, _ in chosen:
+        first_seen.setdefault(index.sentences[row].passage, len(first_seen))
+    return sorted(chosen, key=lambda c: (first_seen[index.sentences[c[0]].passage], c[0]))
 
 
-def feature_weights(weights: ReaderWeights) -> np.ndarray:
-    """The weights as a vector in FEATURES order: a sentence's score is its feature row times this."""
-    return np.array([getattr(weights, name) for name in FEATURES], dtype=np.float32)
-
-
-def read(index: Index, hits: list[Hit], query_vector: np.ndarray, question: str, weights: ReaderWeights) -> tuple[list[tuple[int, float]], bool]:
-    """Chosen (sentence row, score) pairs and whether to abstain because the best evidence is too weak."""
+def read(index: Index, hits: list[Hit], query_vector: np.ndarray, question: str, model: ReaderModel,
+         settings: ReaderSettings) -> tuple[list[tuple[int, float]], float, bool]:
+    """Chosen (sentence row, logit) pairs, P(answered), and whether to decline."""
     features, rows = sentence_features(index, hits, query_vector, question)
     if not rows:
-        return [], True
-    scores = features @ feature_weights(weights)
-    chosen = choose_sentences(index, scores, rows, weights)
-    threshold = weights.threshold if is_chinese(question) else weights.threshold_cross_lingual
-    return chosen, chosen[0][1] < threshold
+        return [], 0.0, True
+    logits, answered = score(model, features, question)
+    threshold = settings.decline_below if settings.decline_below is not None else model.threshold[language(question)]
+    return choose_sentences(index, logits, rows, settings), answered, answered < threshold
+
+
+def quote(sentence: str, question: str, max_chars: int) -> str:
+    """The sentence, or for one longer than max_chars the run of its clauses (cut at ，；：) that covers most of the question."""
+    if len(sentence) <= max_chars:
+        return sentence
+    cuts = [0] + [m.end() for m in CLAUSE_BREAK.finditer(sentence)] + [len(sentence)]
+    clauses = [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
+    wanted = bigrams(question)
+    best, best_key = (0, len(sentence)), None
+    for i in range(len(clauses)):
+        for j in range(i, len(clauses)):
+            start, end = clauses[i][0], clauses[j][1]
+            if end - start > max_chars and j > i:
+                break
+            key = (len(wanted & bigrams(sentence[start:end])), -(end - start))
+            if best_key is None or key > best_key:
+                best, best_key = (start, end), key
+    return sentence[best[0] : best[1]].strip()
 
 
 def _citation(index: Index, article_id: str) -> Citation:
     article = index.articles[article_id]
-    return Citation(article.title, article.authors, article.source)
+    return Citation(article.title, article.authors, article.source, article.id)
 
 
-def _evidence(index: Index, row: int, score: float) -> Evidence:
+def _evidence(index: Index, row: int, score: float, question: str, max_chars: int) -> Evidence:
     passage = index.passages[index.sentences[row].passage]
-    return Evidence(index.sentences[row].text, score, passage.id, index.articles[passage.article_id].title, passage.source)
+    text = quote(index.sentences[row].text, question, max_chars)
+    return Evidence(text, score, passage.id, index.articles[passage.article_id].title, passage.source, passage.article_id)
 
 
 def _retrieved(index: Index, hit: Hit) -> RetrievedPassage:
@@ -147,15 +227,16 @@ def _retrieved(index: Index, hit: Hit) -> RetrievedPassage:
     return RetrievedPassage(p.id, p.text, hit.score, hit.dense_score, hit.keyword_score, p.section, _citation(index, p.article_id))
 
 
-def compose(index: Index, question: str, hits: list[Hit], chosen: list[tuple[int, float]], abstained: bool, timings_ms: dict[str, float]) -> Answer:
+def compose(index: Index, question: str, hits: list[Hit], chosen: list[tuple[int, float]], answered: float, abstained: bool,
+            timings_ms: dict[str, float], max_quote_chars: int) -> Answer:
     """The Answer record: quoted sentences (none when abstaining), passages best first, distinct cited articles."""
-    evidence = () if abstained else tuple(_evidence(index, row, score) for row, score in chosen)
+    evidence = () if abstained else tuple(_evidence(index, row, score, question, max_quote_chars) for row, score in chosen)
     cited = dict.fromkeys(index.passages[index.sentences[row].passage].article_id for row, _ in chosen) if evidence else {}
     return Answer(
         question=question,
         answer="".join(e.text for e in evidence),
         abstained=abstained,
-        confidence=chosen[0][1] if chosen else 0.0,
+        confidence=round(answered, 4),
         evidence=evidence,
         passages=tuple(_retrieved(index, h) for h in hits),
         citations=tuple(_citation(index, a) for a in cited),

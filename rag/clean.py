@@ -21,7 +21,8 @@ CJK_CHAR = re.compile(f"[{HAN}{CJK_PUNCT}]")
 HAN_CHAR = re.compile(f"[{HAN}]")
 # ASCII punctuation that PDF text uses in place of Chinese punctuation ("施策, 严防").
 ASCII_PUNCT = ",.;:!?\"'()"
-INVISIBLE_CHARS = re.compile("[\u200b\u200c\u200d\u2060\ufeff]")
+# Zero-width characters, and control characters (NUL and the like) that PDF and web extraction leave behind.
+INVISIBLE_CHARS = re.compile("[\u200b\u200c\u200d\u2060\ufeff\x00-\x08\x0b\x0e-\x1f\x7f]")
 WHITESPACE_RUN = re.compile(r"\s+")
 # In titles a space between two runs this long is a deliberate separator ("释放消费潜力 扩大居民消费").
 MIN_TITLE_SEGMENT_CHARS = 3

@@ -595,6 +595,10 @@ def load_corpus(seeds_dir: Path, max_passage_chars: int = DEFAULT_MAX_PASSAGE_CH
             log.warning("Skipping %s: cannot decode it (%s)", path.name, error.reason)
             skipped.append(path.name)
             continue
+        except OSError as error:  # unreadable (permissions, a dangling link): the other files still count
+            log.warning("Skipping %s: cannot read it (%s)", path.name, error.strerror or error)
+            skipped.append(path.name)
+            continue
         files.append(path.name)
         articles.extend(file_articles)
         passages.extend(file_passages)

@@ -1,15 +1,18 @@
 """The persisted index: build it atomically from a corpus, load it back with checks for corruption and staleness."""
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import bm25s
 import faiss
@@ -17,11 +20,15 @@ import numpy as np
 
 import rag.clean
 import rag.corpus
+import rag.keywords
 from rag.corpus import SEED_SUFFIXES, Article, Corpus, Passage
 from rag.keywords import tokens
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 4
 CURRENT = "CURRENT"  # names the active build folder inside the index folder; replaced atomically
+LOCK = ".lock"  # held by the one process that builds and switches; readers never take it
+BUILD_NAME = re.compile(r"^build-[\w.-]+$")
+UNIT_NORM_TOLERANCE = 1e-2
 MANIFEST = "manifest.json"
 RECORDS = "records.json"
 PASSAGE_INDEX = "passages.faiss"
@@ -82,14 +89,28 @@ def passage_text_for_embedding(passage: Passage, article: Article) -> str:
     return "\n".join(part for part in (article.title, passage.section, passage.text) if part)
 
 
+def fingerprint(max_passage_chars: int, parts: Iterable[bytes] = ()) -> str:
+    """A hash of the format, the passage bound, the code that cleans, splits and tokenises, and the given parts."""
+    digest = hashlib.sha256(f"v{FORMAT_VERSION}:{max_passage_chars}".encode())
+    for module in (rag.clean, rag.corpus, rag.keywords):
+        digest.update(Path(module.__file__).read_bytes())
+    for part in parts:
+        digest.update(part)
+    return digest.hexdigest()[:16]
+
+
 def corpus_fingerprint(seeds: Path, max_passage_chars: int) -> str:
     """A hash of the seed files, the splitting setting and the splitting code: it changes when the corpus would."""
-    digest = hashlib.sha256(f"v{FORMAT_VERSION}:{max_passage_chars}".encode())
-    for module in (rag.clean, rag.corpus):
-        digest.update(Path(module.__file__).read_bytes())
-    for path in sorted(p for p in Path(seeds).iterdir() if p.suffix.lower() in SEED_SUFFIXES and p.is_file()):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()[:16]
+    files = sorted(p for p in Path(seeds).iterdir() if p.suffix.lower() in SEED_SUFFIXES and p.is_file())
+    return fingerprint(max_passage_chars, (path.name.encode() + b"\0" + _bytes_or_mark(path) + b"\0" for path in files))
+
+
+def _bytes_or_mark(path: Path) -> bytes:
+    """A file's bytes, or a fixed mark for one that cannot be read (it is skipped when building, too)."""
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b"\0unreadable"
 
 
 def _text_key(text: str) -> str:
@@ -100,22 +121,61 @@ def _active_build(index_dir: Path) -> Path:
     pointer = index_dir / CURRENT
     if not pointer.is_file():
         raise IndexUnavailable("missing", f"No index in {index_dir}: run `python -m rag.build` to build it.")
-    return index_dir / pointer.read_text(encoding="utf-8").strip()
+    try:
+        name = pointer.read_text(encoding="utf-8").strip()
+    except (OSError, ValueError) as e:
+        raise IndexUnavailable("corrupt", f"The index pointer {pointer} is unreadable ({e}): rebuild the index.") from e
+    if not BUILD_NAME.match(name) or not (index_dir / name).is_dir():
+        raise IndexUnavailable("corrupt", f"The index pointer {pointer} names no build ({name[:40]!r}): rebuild the index.")
+    return index_dir / name
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _checksums(build: Path) -> dict[str, dict]:
+    """Size and SHA-256 of every file of a build but the manifest, by relative path."""
+    files = sorted(p for p in build.rglob("*") if p.is_file() and p.name != MANIFEST)
+    return {str(p.relative_to(build)): {"size": p.stat().st_size, "sha256": _sha256(p)} for p in files}
+
+
+def _verify(build: Path, manifest: dict) -> None:
+    """Raise IndexUnavailable("corrupt") unless every file of the build has the size and hash its manifest records."""
+    recorded, actual = manifest.get("files") or {}, _checksums(build)
+    if not recorded or actual != recorded:
+        changed = sorted(n for n in set(recorded) | set(actual) if recorded.get(n) != actual.get(n)) or ["no checksums"]
+        raise IndexUnavailable("corrupt", f"The index build {build.name} is damaged ({', '.join(changed[:3])} changed): rebuild it.")
 
 
 def _previous_vectors(index_dir: Path, model_fingerprint: str) -> dict[str, np.ndarray]:
-    """Vectors of the last build keyed by text hash, so a rebuild re-embeds only what changed."""
+    """Vectors of the last build keyed by text hash, so a rebuild re-embeds only what changed; none from a damaged build."""
     try:
-        build = _active_build(index_dir)
-        manifest = json.loads((build / MANIFEST).read_text(encoding="utf-8"))
-        if manifest.get("model_fingerprint") != model_fingerprint:
-            return {}
-        keys = json.loads((build / RECORDS).read_text(encoding="utf-8"))["vector_keys"]
-        dense = faiss.read_index(str(build / PASSAGE_INDEX))
-        vectors = np.vstack([dense.reconstruct_n(0, dense.ntotal), np.load(build / SENTENCE_VECTORS)])
-        return dict(zip(keys["passages"] + keys["sentences"], vectors))
-    except (IndexUnavailable, OSError, ValueError, KeyError, RuntimeError):
+        index = load_index(index_dir)
+    except IndexUnavailable:
         return {}
+    if index.manifest.get("model_fingerprint") != model_fingerprint:
+        return {}
+    build = _active_build(index_dir)
+    keys = json.loads((build / RECORDS).read_text(encoding="utf-8"))["vector_keys"]
+    vectors = np.vstack([index.dense.reconstruct_n(0, index.dense.ntotal), index.sentence_vectors])
+    return dict(zip(keys["passages"] + keys["sentences"], vectors))
+
+
+@contextmanager
+def build_lock(index_dir: Path):
+    """Hold the index folder's build lock: a second builder waits here until the first has switched."""
+    index_dir.mkdir(parents=True, exist_ok=True)
+    with (index_dir / LOCK).open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _embed(texts: list[str], encode: Encoder, cache: dict[str, np.ndarray]) -> tuple[np.ndarray, list[str], int]:
@@ -144,6 +204,12 @@ def build_index(
     index_dir = Path(index_dir)
     if not corpus.passages:
         raise ValueError("No text to index: every file was empty or unreadable.")
+    with build_lock(index_dir):
+        return _build_locked(corpus, index_dir, model_name, model_fingerprint, encode, fingerprint, max_passage_chars, started)
+
+
+def _build_locked(corpus: Corpus, index_dir: Path, model_name: str, model_fingerprint: str, encode: Encoder, fingerprint: str,
+                  max_passage_chars: int, started: float) -> BuildReport:
     articles = {a.id: a for a in corpus.articles}
     sentences = [s for p in corpus.passages for s in p.sentences]
     cache = _previous_vectors(index_dir, model_fingerprint)
@@ -178,6 +244,7 @@ def build_index(
             "counts": {"files": len(corpus.files), "articles": len(corpus.articles),
                        "passages": n, "sentences": len(sentences)},
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "files": _checksums(build),
         }
         (build / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
         _activate(index_dir, build)
@@ -189,15 +256,30 @@ def build_index(
 
 
 def _activate(index_dir: Path, build: Path) -> None:
-    """Point CURRENT at the new build (an atomic rename), then remove older builds."""
+    """Point CURRENT at the new build (an atomic rename), then remove all builds but it and the one it replaces.
+
+    Called with the build lock held, so no other build is being written: any other `.build-*` is a killed build's.
+    The replaced build stays until the next switch, for a reader that read CURRENT just before this one.
+    """
     final = index_dir / f"build-{time.strftime('%Y%m%d-%H%M%S')}-{build.name.removeprefix('.build-')}"  # unique
     build.rename(final)
-    pointer = index_dir / f".{CURRENT}.tmp"
-    pointer.write_text(final.name, encoding="utf-8")
+    try:
+        previous = _active_build(index_dir)
+    except IndexUnavailable:
+        previous = None
+    if (index_dir / CURRENT).is_dir():  # not a pointer: clear the way for one
+        shutil.rmtree(index_dir / CURRENT)
+    handle, pointer = tempfile.mkstemp(prefix=f".{CURRENT}.", dir=index_dir)
+    with os.fdopen(handle, "w", encoding="utf-8") as f:
+        f.write(final.name)
+    os.chmod(pointer, 0o644)
     os.replace(pointer, index_dir / CURRENT)
     for old in index_dir.iterdir():
-        if old.is_dir() and old != final and old.name.startswith(("build-", ".build-")):
-            shutil.rmtree(old, ignore_errors=True)
+        if old not in (final, previous) and (old.name.startswith((".build-", f".{CURRENT}.")) or (old.is_dir() and old.name.startswith("build-"))):
+            if old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                old.unlink(missing_ok=True)
 
 
 def check_fresh(manifest: dict, seeds: Path | None, max_passage_chars: int, model_name: str, model_fingerprint: str | None) -> None:
@@ -209,13 +291,19 @@ def check_fresh(manifest: dict, seeds: Path | None, max_passage_chars: int, mode
             raise IndexUnavailable("stale", f"The seed files in {seeds} or the passage settings changed since the index was built: rebuild it.")
 
 
+def _unit_rows(vectors: np.ndarray) -> bool:
+    """Whether every row is a finite unit vector, as the model's normalised embeddings are."""
+    return bool(np.isfinite(vectors).all() and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=UNIT_NORM_TOLERANCE))
+
+
 def load_index(index_dir: Path) -> Index:
-    """Load the active build; raise IndexUnavailable("missing" | "corrupt") with a clear message."""
+    """Load the active build, checking every file's checksum and the vectors; raise IndexUnavailable with a clear message."""
     build = _active_build(Path(index_dir))
     try:
         manifest = json.loads((build / MANIFEST).read_text(encoding="utf-8"))
         if manifest.get("format_version") != FORMAT_VERSION:
             raise IndexUnavailable("stale", f"The index in {index_dir} has an old format: rebuild it.")
+        _verify(build, manifest)
         records = json.loads((build / RECORDS).read_text(encoding="utf-8"))
         articles = {a["id"]: Article(**{**a, "authors": tuple(a["authors"])}) for a in records["articles"]}
         passages = tuple(Passage(**{**p, "sentences": tuple(p["sentences"])}) for p in records["passages"])
@@ -227,11 +315,12 @@ def load_index(index_dir: Path) -> Index:
         dense = faiss.read_index(str(build / PASSAGE_INDEX))
         sentence_vectors = np.load(build / SENTENCE_VECTORS)
         bm25 = bm25s.BM25.load(str(build / BM25_DIR), show_progress=False)
+        counts = manifest["counts"]
+        consistent = dense.ntotal == len(passages) == counts["passages"] and len(sentence_vectors) == len(sentences) == counts["sentences"]
     except IndexUnavailable:
         raise
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
+    except Exception as e:  # whatever a damaged file makes a reader raise (EOFError, IndexError, …)
         raise IndexUnavailable("corrupt", f"The index in {index_dir} is damaged ({type(e).__name__}: {e}): rebuild it.") from e
-    counts = manifest["counts"]
-    if not (dense.ntotal == len(passages) == counts["passages"] and len(sentence_vectors) == len(sentences) == counts["sentences"]):
-        raise IndexUnavailable("corrupt", f"The index in {index_dir} is inconsistent (counts differ): rebuild it.")
+    if not consistent or not (_unit_rows(dense.reconstruct_n(0, dense.ntotal)) and _unit_rows(sentence_vectors)):
+        raise IndexUnavailable("corrupt", f"The index in {index_dir} is inconsistent (counts or vectors): rebuild it.")
     return Index(manifest, articles, passages, tuple(sentences), tuple(ranges), dense, sentence_vectors, bm25)

@@ -1,11 +1,13 @@
-"""Words for keyword search and overlap: jieba tokens and character bigrams."""
+"""Words for keyword search and overlap: jieba tokens and character bigrams, Traditional and Simplified alike."""
 from __future__ import annotations
 
 import logging
 import re
 import unicodedata
+from functools import lru_cache
 
 import jieba
+import opencc
 
 from rag.clean import HAN_CHAR
 
@@ -24,18 +26,28 @@ STOPWORDS = frozenset(
 )
 
 _PUNCT_OR_SPACE = re.compile(r"^[\W_]+$", re.UNICODE)
-_NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
+NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
+
+
+@lru_cache(maxsize=1)
+def _to_simplified() -> opencc.OpenCC:
+    return opencc.OpenCC("t2s")
+
+
+def fold(text: str) -> str:
+    """The text as words are compared: NFKC, lower case, Traditional characters as Simplified (a few µs)."""
+    return _to_simplified().convert(unicodedata.normalize("NFKC", text).lower())
 
 
 def tokens(text: str) -> list[str]:
-    """Search tokens of a text: jieba's search-mode words, lower-cased, without punctuation or stopwords."""
-    text = unicodedata.normalize("NFKC", text).lower()
+    """Search tokens of a text: jieba's search-mode words of the folded text, without punctuation or stopwords."""
+    text = fold(text)
     return [w for w in jieba.lcut_for_search(text) if not _PUNCT_OR_SPACE.match(w) and w not in STOPWORDS]
 
 
 def bigrams(text: str) -> set[str]:
     """Character bigrams of a text, lower-cased, punctuation and spaces removed: cheap overlap for any language."""
-    chars = _NON_WORD.sub("", unicodedata.normalize("NFKC", text).lower())
+    chars = NON_WORD.sub("", fold(text))
     return {chars[i : i + 2] for i in range(len(chars) - 1)} or ({chars} if chars else set())
 
 

@@ -8,12 +8,15 @@ import unicodedata
 from functools import partial
 from typing import TYPE_CHECKING
 
-from rag.answer import Answer, compose, read
+from rag.answer import Answer, ReaderModel, compose, load_reader, read
 from rag.config import Settings
 from rag.corpus import load_corpus
 from rag.index import BuildReport, Index, IndexUnavailable, build_index, check_fresh, corpus_fingerprint, load_index
+from rag.keywords import is_chinese
 from rag.model import encode_passages, encode_queries, load_model, model_fingerprint
 from rag.retrieve import retrieve
+
+MIN_WORD_CHARS = 2  # a question without Chinese needs at least this many letters or digits
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -23,13 +26,18 @@ def clean_question(question: object, max_chars: int) -> str:
     """The question with control characters removed and whitespace collapsed; TypeError/ValueError if unusable."""
     if not isinstance(question, str):
         raise TypeError(f"The question must be a string, not {type(question).__name__}.")
-    printable = "".join(" " if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c for c in question)
+    printable = "".join(" " if unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp") else c for c in question)
     text = " ".join(printable.split())
     if not text:
         raise ValueError("The question is empty: please type a question.")
     if len(text) > max_chars:
         raise ValueError(f"The question is {len(text)} characters long; the limit is {max_chars}. Please shorten it.")
     return text
+
+
+def has_words(text: str) -> bool:
+    """Whether a text can ask something: a Chinese character, or at least two letters or digits."""
+    return is_chinese(text) or sum(c.isalnum() for c in text) >= MIN_WORD_CHARS
 
 
 class Pipeline:
@@ -41,6 +49,7 @@ class Pipeline:
         self._lock = threading.RLock()  # re-entrant: ensure_index holds it while build loads the model
         self._model = model
         self._index: Index | None = None
+        self._reader: ReaderModel | None = None
 
     @property
     def model(self) -> SentenceTransformer:
@@ -49,6 +58,14 @@ class Pipeline:
             if self._model is None:
                 self._model = load_model(self.settings.model)
             return self._model
+
+    @property
+    def reader(self) -> ReaderModel:
+        """The reader's learned weights, loaded once."""
+        with self._lock:
+            if self._reader is None:
+                self._reader = load_reader(self.settings.reader.weights)
+            return self._reader
 
     def build(self, progress: bool = True) -> BuildReport:
         """Rebuild the index from the seed folder (reusing unchanged embeddings) and load it."""
@@ -87,15 +104,18 @@ class Pipeline:
         if not 1 <= top_k <= s.max_top_k:
             raise ValueError(f"top_k must be between 1 and {s.max_top_k}, not {top_k}.")
         index = self.ensure_index()
-        model = self.model
+        model, reader = self.model, self.reader
         started = time.perf_counter()
         query_vector = encode_queries(model, [text])[0]
         hits = retrieve(index, query_vector, text, top_k, s)
         retrieved = time.perf_counter()
-        chosen, abstained = read(index, hits, query_vector, text, s.reader)
+        if has_words(text):
+            chosen, answered, abstained = read(index, hits, query_vector, text, reader, s.reader)
+        else:  # emoji, punctuation, a lone letter: nothing was asked, so nothing is answered
+            chosen, answered, abstained = [], 0.0, True
         done = time.perf_counter()
         timings = {"retrieve": (retrieved - started) * 1000, "answer": (done - retrieved) * 1000, "total": (done - started) * 1000}
-        return compose(index, text, hits, chosen, abstained, {k: round(v, 2) for k, v in timings.items()})
+        return compose(index, text, hits, chosen, answered, abstained, {k: round(v, 2) for k, v in timings.items()}, s.reader.max_quote_chars)
 
 
 _default: Pipeline | None = None

@@ -20,6 +20,7 @@ class Hit:
     score: float
     dense_score: float
     keyword_score: float
+    dense_z: float = 0.0  # how far dense_score stands above the other candidates' (z-score): comparable across languages
 
 
 def dense_scores(index: Index, query_vector: np.ndarray, depth: int) -> dict[int, float]:
@@ -68,6 +69,8 @@ def retrieve(index: Index, query_vector: np.ndarray, question: str, top_k: int, 
     """
     fusion = fusion or settings.fusion
     dense = dense_scores(index, query_vector, settings.depth) if fusion != "keyword" else {}
+    values = np.fromiter(dense.values(), dtype=np.float32) if dense else np.zeros(1, dtype=np.float32)
+    mean, spread = float(values.mean()), float(values.std()) or 1.0
     keyword = keyword_scores(index, tokens(question), settings.depth) if fusion != "dense" else {}
     fused = fuse(dense, keyword, fusion, settings.rrf_k, settings.keyword_weight)
     best = sorted(fused, key=fused.get, reverse=True)[:top_k]
@@ -75,4 +78,4 @@ def retrieve(index: Index, query_vector: np.ndarray, question: str, top_k: int, 
     if missing:  # a keyword-only hit still gets its true cosine, for display and answer scoring
         vectors = np.vstack([index.dense.reconstruct(r) for r in missing])
         dense.update(zip(missing, (vectors @ query_vector.ravel()).tolist()))
-    return [Hit(r, fused[r], dense.get(r, 0.0), keyword.get(r, 0.0)) for r in best]
+    return [Hit(r, fused[r], dense.get(r, 0.0), keyword.get(r, 0.0), (dense.get(r, mean) - mean) / spread) for r in best]

@@ -244,3 +244,11 @@ def test_split_sentences_keeps_closers_attached() -> None:
     assert split_sentences('稳妥有序.切实做到"两手抓"。（完）') == ["稳妥有序.", '切实做到"两手抓"。', "（完）"]
     assert split_sentences("Version 5.1 is out. Next one") == ["Version 5.1 is out.", "Next one"]
     assert split_sentences("") == []
+
+
+def test_control_characters_in_a_document_never_reach_a_passage(tmp_path: Path) -> None:
+    (tmp_path / "nul.txt").write_text("标题\n\n口袋公园\x00是面积较小的\x07开放绿地。\x1b它方便居民步行到达。\n", encoding="utf-8")
+    corpus = load_corpus(tmp_path)
+    text = "".join(p.text for p in corpus.passages)
+    assert "口袋公园是面积较小的开放绿地。" in text
+    assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f]", text)

@@ -4,13 +4,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from rag.config import PROJECT_ROOT
 from rag.corpus import load_corpus
-from rag.index import CURRENT, MANIFEST, RECORDS, IndexUnavailable, check_fresh, load_index
+from rag.index import BM25_DIR, CURRENT, MANIFEST, PASSAGE_INDEX, RECORDS, SENTENCE_VECTORS, IndexUnavailable, check_fresh, load_index
 from rag.model import encode_queries
 
 
@@ -114,3 +116,95 @@ def test_build_command_fails_with_one_line_reason(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("rag.build: failed:") and "absent" in lines[-1]
     assert "Traceback" not in result.stderr
+
+
+# ---------------------------------------------------------------- faults: concurrent builds, damage of every kind
+
+
+def _active(scratch) -> Path:
+    index_dir = scratch.settings.index
+    return index_dir / (index_dir / CURRENT).read_text()
+
+
+def test_two_builds_at_once_leave_a_working_index(scratch):
+    seed = scratch.settings.seeds / "003_4fcd156b4d347718.txt"
+    seed.write_text(seed.read_text(encoding="utf-8") + "\n\n量子通信网络建设应当纳入城市韧性规划。\n", encoding="utf-8")
+    errors = []
+
+    def build():
+        try:
+            scratch.build(progress=False)
+        except BaseException as e:  # noqa: BLE001 - collected and asserted below
+            errors.append(e)
+
+    threads = [threading.Thread(target=build) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    index = load_index(scratch.settings.index)
+    assert any("量子通信网络" in p.text for p in index.passages)
+    builds = [p for p in scratch.settings.index.iterdir() if p.name.startswith(("build-", ".build-", f".{CURRENT}."))]
+    assert len(builds) <= 2  # the active build and the one it replaced, no leftovers
+
+
+@pytest.mark.parametrize("damage", ["garble faiss", "empty npy", "garble bm25", "edit records", "binary pointer", "pointer outside"])
+def test_every_kind_of_damage_is_detected(scratch, damage):
+    build = _active(scratch)
+    if damage == "garble faiss":
+        data = bytearray((build / PASSAGE_INDEX).read_bytes())
+        data[-4000:-3000] = bytes(1000)
+        (build / PASSAGE_INDEX).write_bytes(bytes(data))
+    elif damage == "empty npy":
+        (build / SENTENCE_VECTORS).write_bytes(b"")
+    elif damage == "garble bm25":
+        target = max((p for p in (build / BM25_DIR).iterdir() if p.suffix == ".npy"), key=lambda p: p.stat().st_size)
+        data = bytearray(target.read_bytes())
+        data[-100:] = b"\xff" * 100
+        target.write_bytes(bytes(data))
+    elif damage == "edit records":
+        records = json.loads((build / RECORDS).read_text(encoding="utf-8"))
+        records["passages"][0]["text"] = "篡改过的文字。"
+        (build / RECORDS).write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
+    elif damage == "binary pointer":
+        (scratch.settings.index / CURRENT).write_bytes(b"\xff\xfe\x00garbage")
+    else:
+        (scratch.settings.index / CURRENT).write_text("../../etc", encoding="utf-8")
+    with pytest.raises(IndexUnavailable) as problem:
+        load_index(scratch.settings.index)
+    assert problem.value.reason == "corrupt" and "rebuild" in str(problem.value)
+
+
+def test_a_damaged_index_is_rebuilt_without_reusing_its_vectors(scratch):
+    build = _active(scratch)
+    vectors = np.load(build / SENTENCE_VECTORS)
+    vectors[:10] = vectors[10:20]  # still unit length, wrong: only the checksum can tell
+    np.save(build / SENTENCE_VECTORS, vectors)
+    index = scratch.ensure_index(progress=False)  # damaged: rebuilt, never served
+    assert _active(scratch) != build
+    assert not np.allclose(index.sentence_vectors[:10], index.sentence_vectors[10:20])
+
+
+def test_a_directory_in_place_of_the_pointer_is_replaced_by_a_build(scratch):
+    (scratch.settings.index / CURRENT).unlink()
+    (scratch.settings.index / CURRENT).mkdir()
+    scratch.build(progress=False)
+    assert load_index(scratch.settings.index).manifest["counts"]["files"] == 5
+
+
+def test_an_unreadable_seed_file_is_skipped_and_the_rest_indexed(scratch, monkeypatch, caplog):
+    locked = scratch.settings.seeds / "009_locked.txt"
+    locked.write_text("锁住的文章\n\n这篇文章的内容读不到。\n", encoding="utf-8")
+    read_bytes = Path.read_bytes
+
+    def permission_denied(path: Path) -> bytes:  # what `chmod 000` does to a service account (root reads anything)
+        if path.name == locked.name:
+            raise PermissionError(13, "Permission denied", str(path))
+        return read_bytes(path)
+
+    monkeypatch.setattr(Path, "read_bytes", permission_denied)
+    scratch.build(progress=False)
+    assert load_index(scratch.settings.index).manifest["counts"]["files"] == 5
+    assert "009_locked.txt" in caplog.text and "Permission denied" in caplog.text
+    scratch.load_index()  # the staleness check reads every seed file too, and copes

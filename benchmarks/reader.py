@@ -1,0 +1,99 @@
+"""The reader on questions it was not fitted on: the previous hand-set reader and the learned one, side by side.
+
+Run by hand: `python -m benchmarks.reader` (after `python -m benchmarks.fit_reader`). Sets: CMRC 2018 dev (all of it)
+and the held-out 20% of DRCD dev and SQuAD 2.0 zh (by article; benchmarks.qa_sets), each indexed as a folder of
+documents and asked open-domain. Prints, per set and reader: hit@1 (the best sentence holds a gold answer), hit@3,
+the length of the quote, answerables wrongly declined and unanswerables declined; then the decline curve of the
+learned reader on held-out SQuAD 2.0 zh against its threshold.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+
+import numpy as np
+
+from benchmarks.cmrc import print_table
+from benchmarks.fit_reader import Case, reader_cases
+from benchmarks.qa_sets import available, cached_index, load, question_vectors
+from rag.answer import choose_sentences, language, quote, score
+from rag.config import Settings
+from rag.features import SENTENCE_FEATURES
+from rag.index import Index
+from rag.model import load_model
+from rag.pipeline import Pipeline
+
+MEASURE_SETS = ("cmrc-dev", "drcd", "squad2-zh")
+# The reader before v2: a fixed weighted sum of three features, declining below a score calibrated on the seed dev set.
+V1_WEIGHTS = {"dense": 1.0, "passage": 2.0, "predicate_overlap": 0.5}
+V1_THRESHOLD = 2.759
+V1_MARGIN = 0.05  # further sentences quoted within this score of the best
+CURVE = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def v1_scores(features: np.ndarray) -> np.ndarray:
+    return sum(w * features[:, SENTENCE_FEATURES.index(f)] for f, w in V1_WEIGHTS.items())
+
+
+def summarise(name: str, reader: str, index: Index, cases: list[Case], scored: list[tuple[np.ndarray, bool]], settings: Settings) -> dict:
+    """One table row: hit@1/@3 and quote length over answerables, and both decline rates."""
+    answerable = [i for i, c in enumerate(cases) if c.answerable]
+    unanswerable = [i for i, c in enumerate(cases) if not c.answerable]
+    hit1 = hit3 = chars = 0.0
+    for i in answerable:
+        logits, _ = scored[i]
+        order = np.argsort(-logits, kind="stable")
+        hit1 += cases[i].labels[order[0]]
+        hit3 += cases[i].labels[order[:3]].any()
+        chosen = choose_sentences(index, logits, cases[i].rows, settings.reader)
+        chars += sum(len(quote(index.sentences[r].text, cases[i].question, settings.reader.max_quote_chars)) for r, _ in chosen)
+    n = max(1, len(answerable))
+    return {
+        "set": name, "reader": reader, "answerable": len(answerable), "hit@1": hit1 / n, "hit@3": hit3 / n,
+        "answer chars": chars / n,
+        "answerables wrongly declined": np.mean([scored[i][1] for i in answerable]) if answerable else float("nan"),
+        "unanswerable": len(unanswerable),
+        "unanswerables declined": np.mean([scored[i][1] for i in unanswerable]) if unanswerable else float("nan"),
+    }
+
+
+def main() -> int:
+    """Ask each measuring set, print the side-by-side table and the decline curve."""
+    settings = Settings.from_env()
+    model = load_model(settings.model)
+    reader = Pipeline(settings, model=model).reader
+    rows, curve = [], None
+    for name in MEASURE_SETS:
+        if not available(name):
+            print(f"skipped {name}: absent")
+            continue
+        index = cached_index(name, settings, model)
+        _, questions = load(name, settings.max_passage_chars)
+        vectors = question_vectors(name, questions, settings, model)
+        keep = [i for i, q in enumerate(questions) if name == "cmrc-dev" or q.held_out]
+        questions, vectors = [questions[i] for i in keep], vectors[keep]
+        cases = reader_cases(name, index, questions, vectors, settings)
+        v1 = [(v1_scores(c.features), float(v1_scores(c.features).max()) < V1_THRESHOLD) for c in cases]
+        v2, probabilities = [], []
+        for c in cases:
+            logits, answered = score(reader, c.features, c.question)
+            v2.append((logits, answered < reader.threshold[language(c.question)]))
+            probabilities.append(answered)
+        rows.append(summarise(name, "v1 (hand-set)", index, cases, v1, replace(settings, reader=replace(settings.reader, margin=V1_MARGIN))))
+        rows.append(summarise(name, "v2 (learned)", index, cases, v2, settings))
+        if name == "squad2-zh":
+            answerable = np.array([c.answerable for c in cases])
+            p = np.array(probabilities)
+            curve = [(t, np.mean(p[answerable] < t), np.mean(p[~answerable] < t)) for t in CURVE]
+    if rows:
+        print_table(rows)
+    if curve:
+        print(f"\nheld-out SQuAD 2.0 zh, decline below P(answered) = t (fitted t = {reader.threshold['monolingual']:.3f}):")
+        print("| t | answerables wrongly declined | unanswerables declined |\n|---|---|---|")
+        for t, false_decline, declined in curve:
+            print(f"| {t:.1f} | {false_decline:.3f} | {declined:.3f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

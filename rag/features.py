@@ -1,0 +1,171 @@
+"""Reader features: how well each sentence of the retrieved passages answers the question, from cheap signals only.
+
+No second model call: the sentence vectors are in the index, the question vector is the one retrieval used. The
+lexical signals work on folded text (rag.keywords.fold), so Traditional and Simplified characters compare equal.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from difflib import SequenceMatcher
+
+import numpy as np
+
+from rag.index import Index
+from jieba import posseg
+
+from rag.keywords import NON_WORD, bigrams, fold, is_chinese, tokens
+from rag.retrieve import Hit
+
+MAX_ENTITY_TITLE_CHARS = 12  # a title this short names an entity; a longer one is a headline and is not subtracted
+
+# What kind of answer a question asks for, and whether a sentence holds one.
+NUMBER, DATE = "number", "date"
+_QUESTION_TYPE = (
+    (DATE, re.compile(r"何时|什么时候|什么时间|哪一?年|哪个年份|哪一?天|哪一?日|何年|几月|几号|几时|\bwhen\b|what year|what date", re.I)),
+    (NUMBER, re.compile(r"多少|几[个位名家项条种岁次倍成年天月周亿万千百十]|多[大高长远久重快]|百分之|比例|比重|占比|增速|增长率|how (?:many|much|long|far|old)|what (?:percentage|share|proportion)", re.I)),
+)
+_HAS_TYPE = {
+    DATE: re.compile(r"\d{2,4}\s*年|\d{1,2}\s*月|\d{1,2}\s*日|[〇零一二三四五六七八九十]{2,4}年|[一二三四五六七八九十]+月|世纪|年代"),
+    NUMBER: re.compile(r"\d|[零一二两三四五六七八九十百千万亿]+\s*[个位名家项条种岁次倍成元年天月周亿万千百%‰]|百分之|[％%]"),
+}
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_LATIN_WORD = re.compile(r"[a-z][a-z0-9]+")
+_QUOTED = re.compile(r"[“\"《「『]([^”\"》」』]{2,})[”\"》」』]")
+MAX_QUOTED_TERM_CHARS = 20
+_NAMED = frozenset(("nr", "nrt", "ns", "nt", "nz"))  # jieba POS tags of names (HMM off: 0.04 ms a question)
+
+SENTENCE_FEATURES = (
+    "dense",  # cosine of the sentence to the question
+    "dense_gap",  # that cosine minus the best one among the candidates
+    "passage",  # cosine of the sentence's passage to the question
+    "passage_z",  # how far that cosine stands above the other candidate passages' (a z-score)
+    "passage_rank",  # 1 / (1 + the passage's rank in retrieval)
+    "keyword",  # the passage's BM25 score relative to the best retrieved one
+    "overlap",  # share of the question's character bigrams in the sentence
+    "predicate_overlap",  # the same, leaving out the bigrams of a short (entity) title: what is asked about it
+    "longest_match",  # the longest run of the question's characters found verbatim in the sentence, over the question's length
+    "neighbour_overlap",  # the best predicate overlap of the sentences just before and after
+    "idf_overlap",  # IDF-weighted share of the question's words found in the sentence
+    "context_missing",  # IDF-weighted share of the question's words found nowhere in the passage, its section or title
+    "key_missing",  # share of the question's key terms (numbers, names, places, quoted terms) absent from that context
+    "number_missing",  # the question names a number (a year, an amount) that the passage does not hold
+    "type_missing",  # the question asks for a number or a date and the sentence holds none
+    "type_found",  # … and the sentence holds one
+    "length",  # log of the sentence length in characters
+    "first",  # the sentence opens its passage (often a heading-like summary)
+)
+# For a question without Chinese no word can match, and its cosines run lower than a Chinese question's: only the
+# relative and language-independent features carry over to it.
+CROSS_LINGUAL_FEATURES = ("dense_gap", "passage_z", "passage_rank", "number_missing", "type_missing", "type_found", "length", "first")
+
+
+@dataclass(frozen=True)
+class QuestionTerms:
+    """What the features need to know about a question, computed once per question."""
+
+    chinese: bool
+    bigrams: frozenset[str]
+    words: dict[str, float]  # folded content words with their IDF in the index
+    numbers: frozenset[str]
+    key_terms: frozenset[str]  # numbers, Latin words, names of people, places and organisations, quoted terms
+    answer_type: str | None
+    chars: str  # folded, without punctuation or spaces
+
+
+def answer_type(question: str) -> str | None:
+    """NUMBER or DATE when the question asks for one, else None."""
+    return next((kind for kind, pattern in _QUESTION_TYPE if pattern.search(question)), None)
+
+
+def idf(index: Index, word: str) -> float:
+    """BM25's inverse document frequency of a word in the index's passages (highest for a word it never saw)."""
+    n = len(index.passages)
+    column = index.bm25.vocab_dict.get(word)
+    df = 0 if column is None else int(index.bm25.scores["indptr"][column + 1] - index.bm25.scores["indptr"][column])
+    return math.log(1 + (n - df + 0.5) / (df + 0.5))
+
+
+def analyse_question(index: Index, question: str) -> QuestionTerms:
+    """The question's bigrams, weighted words, numbers and expected answer type."""
+    words = {w: idf(index, w) for w in dict.fromkeys(tokens(question))}
+    folded = fold(question)
+    numbers = frozenset(_NUMBER.findall(folded))
+    return QuestionTerms(is_chinese(question), frozenset(bigrams(question)), words, numbers, numbers | key_terms(folded),
+                         answer_type(question), NON_WORD.sub("", folded))
+
+
+def key_terms(folded: str) -> frozenset[str]:
+    """Terms a passage must hold to answer: Latin words, named people, places and things (jieba POS), quoted terms."""
+    named = {w for w, flag in posseg.lcut(folded, HMM=False) if flag in _NAMED and len(w) >= 2}
+    return frozenset(named | set(_LATIN_WORD.findall(folded)) | {t for t in _QUOTED.findall(folded) if len(t) <= MAX_QUOTED_TERM_CHARS})
+
+
+def _longest_match(chars: str, text: str) -> float:
+    """The longest common substring of the question's characters and a text, as a share of the question."""
+    if not chars:
+        return 0.0
+    return SequenceMatcher(None, chars, text, autojunk=False).find_longest_match(0, len(chars), 0, len(text)).size / len(chars)
+
+
+def _share(wanted: frozenset[str] | set[str], found: set[str]) -> float:
+    """The share of the wanted bigrams that are found (0 when none are wanted)."""
+    return len(wanted & found) / len(wanted) if wanted else 0.0
+
+
+def _weighted_share(words: dict[str, float], text: str) -> float:
+    """The IDF-weighted share of the words that occur in the (folded) text; 0 when there are none."""
+    total = sum(words.values())
+    return sum(w for word, w in words.items() if word in text) / total if total else 0.0
+
+
+def sentence_features(index: Index, hits: list[Hit], query_vector: np.ndarray, question: str) -> tuple[np.ndarray, list[int]]:
+    """Feature rows (SENTENCE_FEATURES order) for every sentence of the retrieved passages, and the sentence rows."""
+    rows = [s for hit in hits for s in index.passage_sentences[hit.row]]
+    if not rows:
+        return np.zeros((0, len(SENTENCE_FEATURES)), dtype=np.float32), []
+    q = analyse_question(index, question)
+    dense = index.sentence_vectors[rows] @ query_vector.ravel()
+    best_dense = float(dense.max())
+    best_keyword = max(hit.keyword_score for hit in hits) or 1.0
+    features = []
+    for rank, hit in enumerate(hits):
+        passage = index.passages[hit.row]
+        title = index.articles[passage.article_id].title
+        predicate = q.bigrams - (bigrams(title) if len(title) <= MAX_ENTITY_TITLE_CHARS else set())
+        context = fold(" ".join((title, passage.section, passage.text)))
+        context_missing = 1.0 - _weighted_share(q.words, context)
+        key_missing = sum(term not in context for term in q.key_terms) / len(q.key_terms) if q.key_terms else 0.0
+        number_missing = float(any(n not in context for n in q.numbers))
+        span = index.passage_sentences[hit.row]
+        texts = [fold(index.sentences[r].text) for r in span]
+        grams = [bigrams(t) for t in texts]
+        predicates = [_share(predicate, g) for g in grams]
+        for i, row in enumerate(span):
+            has_type = bool(q.answer_type and _HAS_TYPE[q.answer_type].search(texts[i]))
+            neighbours = predicates[max(0, i - 1) : i] + predicates[i + 1 : i + 2]
+            features.append((
+                0.0,  # dense and dense_gap are filled in below, vectorised
+                0.0,
+                hit.dense_score,
+                hit.dense_z,
+                1.0 / (1 + rank),
+                hit.keyword_score / best_keyword,
+                _share(q.bigrams, grams[i]),
+                predicates[i],
+                _longest_match(q.chars, texts[i]),
+                max(neighbours, default=0.0),
+                _weighted_share(q.words, texts[i]),
+                context_missing,
+                key_missing,
+                number_missing,
+                float(q.answer_type is not None and not has_type),
+                float(has_type),
+                math.log1p(len(texts[i])),
+                float(i == 0),
+            ))
+    out = np.asarray(features, dtype=np.float32)
+    out[:, 0] = dense
+    out[:, 1] = dense - best_dense
+    return out, rows
