@@ -52,7 +52,7 @@ def evaluate(index: Index, questions: list, vectors: np.ndarray, settings: Setti
         features, rows = sentence_features(index, top, v, q.text)
         logits, _ = score(reader, features, q.text)
         best3 = [rows[i] for i in np.argsort(-logits, kind="stable")[:3]]
-        hit1 += contains_answer(index.sentences[best3[0]].text, q.answers)
+        hit1 += bool(best3) and contains_answer(index.sentences[best3[0]].text, q.answers)
         hit3 += any(contains_answer(index.sentences[r].text, q.answers) for r in best3)
         chosen = choose_sentences(index, logits, rows, settings.reader)
         length += sum(len(quote(index.sentences[r].text, q.text, settings.reader.max_quote_chars)) for r, _ in chosen)

@@ -152,6 +152,8 @@ def decision_features(features: np.ndarray, logits: np.ndarray) -> np.ndarray:
 
 def score(model: ReaderModel, features: np.ndarray, question: str) -> tuple[np.ndarray, float]:
     """Each candidate sentence's logit of holding the answer, and the probability that the question is answered."""
+    if not len(features):
+        return np.zeros(0, dtype=np.float32), 0.0
     lang = language(question)
     logits = model.sentence[lang].logits(features, SENTENCE_FEATURES)
     decision = model.decision[lang].logits(decision_features(features, logits), DECISION_FEATURES)[0]
