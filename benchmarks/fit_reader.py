@@ -3,8 +3,11 @@
 Fitting data, never the sets we measure on (CMRC 2018 dev, the seed dev set, the held-out 20% of DRCD and SQuAD 2.0 zh):
 - CMRC 2018 trial, DRCD dev (fitting part, Traditional characters as they are) and SQuAD 2.0 zh (fitting part), each
   indexed as a folder of documents (benchmarks.qa_sets) and asked open-domain with the app's own retrieval;
-- no-answer cases: SQuAD 2.0 zh's unanswerable questions, and CMRC trial and DRCD questions asked with their gold
-  context taken out of the retrieved passages (whatever the reader then finds is not the answer).
+- questions written for fitting over the seed files (benchmarks/data/seed_fit_questions*.jsonl), weighing
+  IN_DOMAIN_WEIGHT times as much;
+- no-answer cases: SQuAD 2.0 zh's unanswerable questions, CMRC trial, DRCD and seed fitting questions asked with
+  their gold context taken out of the retrieved passages (whatever the reader then finds is not the answer), and
+  answerable questions asking after another year, number or place than their context holds (swap_key_term).
 
 Two linear models, each in two variants (all features for a question with Chinese, only the
 language-independent ones for a question without): the sentence model (does this sentence hold the answer?) over
@@ -15,11 +18,13 @@ declines at most 10% of the answerable fitting questions.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from dataclasses import dataclass
 
 import numpy as np
+from jieba import posseg
 
 from benchmarks.qa_sets import Question, available, cached_index, contains_answer, load, load_seed_fit, question_vectors
 from rag.answer import CROSS_LINGUAL_DECISION_FEATURES, DECISION_FEATURES, LANGUAGES, decision_features, language
@@ -31,6 +36,10 @@ from rag.pipeline import Pipeline
 from rag.retrieve import retrieve
 
 FIT_SETS = ("cmrc-trial", "drcd", "squad2-zh")
+_ANY_NUMBER = re.compile(r"\d+")
+FIRST_YEAR, LAST_YEAR, YEAR_SHIFT = 1000, 2100, 3
+GENERIC_PLACES = frozenset(("城市", "农村", "地区", "国家", "全国", "城乡", "新区", "地方", "国内", "国外", "海外", "乡村"))
+SWAP_PLACES = ("贵州", "青海", "甘肃", "宁夏", "海南", "吉林", "黑龙江", "云南", "新疆", "内蒙古")
 SEED_FIT_NAME = "seed-fit"
 IN_DOMAIN_WEIGHT = 10.0
 GOLD_REMOVED_FROM = ("cmrc-trial", "drcd")  # answerable sets that also give no-answer cases
@@ -76,6 +85,38 @@ def reader_cases(name: str, index: Index, questions: list[Question], vectors: np
         if remove_gold and labels.any():  # the answer stands elsewhere too: not a no-answer case
             continue
         out.append(Case(name + ("-gold-removed" if remove_gold else ""), q.text, features, rows, labels, bool(q.answers) and not remove_gold))
+    return out
+
+
+def swap_key_term(question: str, context: str) -> str | None:
+    """The question asking after another number or place, one its gold context does not hold; None if it has neither.
+
+    Users ask near-topic questions the articles cannot answer (宁波2021年的GDP when the articles give 2019 figures):
+    these make such no-answer cases from answerable ones, the way SQuAD 2.0's writers swapped entities.
+    """
+    number = _ANY_NUMBER.search(question)
+    if number:
+        n = int(number.group())
+        swapped = str(n + YEAR_SHIFT if FIRST_YEAR <= n <= LAST_YEAR else n * 2 + 1)
+        if swapped not in context:
+            return question[: number.start()] + swapped + question[number.end():]
+    for word, flag in posseg.lcut(question, HMM=False):
+        if flag == "ns" and len(word) >= 2 and word not in GENERIC_PLACES:
+            place = next((p for p in SWAP_PLACES if p not in context and p not in question), None)
+            return question.replace(word, place, 1) if place else None
+    return None
+
+
+def swapped_questions(index: Index, questions: list[Question]) -> list[Question]:
+    """No-answer questions made by swap_key_term from the answerable ones."""
+    context: dict[str, str] = {}
+    for p in index.passages:
+        context[p.article_id] = context.get(p.article_id, "") + p.text
+    out = []
+    for q in questions:
+        text = swap_key_term(q.text, context.get(q.context, "")) if q.answers else None
+        if text:
+            out.append(Question(text, q.context, (), q.held_out))
     return out
 
 
@@ -201,13 +242,23 @@ def collect(settings: Settings, model) -> list[Case]:
         cases += reader_cases(name, index, qs, vs, settings)
         if name in GOLD_REMOVED_FROM:
             cases += reader_cases(name, index, qs, vs, settings, remove_gold=True)
+        cases += _swapped_cases(name, index, qs, settings, model)
     index = Pipeline(settings, model=model).ensure_index(progress=False)
     questions = load_seed_fit(index)
     if questions:
         vectors = encode_queries(model, [q.text for q in questions])
         cases += reader_cases(SEED_FIT_NAME, index, questions, vectors, settings)
         cases += reader_cases(SEED_FIT_NAME, index, questions, vectors, settings, remove_gold=True)
+        cases += _swapped_cases(SEED_FIT_NAME, index, questions, settings, model)
     return cases
+
+
+def _swapped_cases(name: str, index: Index, questions: list[Question], settings: Settings, model) -> list[Case]:
+    swapped = swapped_questions(index, questions)
+    if not swapped:
+        return []
+    vectors = question_vectors(name, swapped, settings, model) if name in FIT_SETS else encode_queries(model, [q.text for q in swapped])
+    return reader_cases(name + "-swapped", index, swapped, vectors, settings)
 
 
 def main() -> int:

@@ -95,13 +95,13 @@ def test_top_k_is_checked(pipeline):
 def test_dev_set_figures(pipeline):
     """The measured figures (python -m benchmarks.seed_dev), asserted with a margin: a regression guard, not a target."""
     results = {name: value for name, (value, _) in evaluate(pipeline, load_dev_set()).items()}
-    # measured: answerable 0.746 (keyword 0.962, paraphrase 0.743, English 0.444); unanswerables declined 0.370
-    # (near-topic 0.298); answerables wrongly declined 0.079
-    assert results["accuracy answerable"] >= 0.70
+    # measured: answerable 0.728 (keyword 0.962, paraphrase 0.700, English 0.500); unanswerables declined 0.407
+    # (near-topic 0.362); answerables wrongly declined 0.088
+    assert results["accuracy answerable"] >= 0.68
     assert results["accuracy keyword"] >= 0.90
-    assert results["accuracy paraphrase"] >= 0.68
-    assert results["accuracy english"] >= 0.38
-    assert results["unanswerables declined"] >= 0.30
+    assert results["accuracy paraphrase"] >= 0.64
+    assert results["accuracy english"] >= 0.44
+    assert results["unanswerables declined"] >= 0.35
     assert results["answerables wrongly declined"] <= 0.13
 
 
