@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from benchmarks.qa_sets import available, cached_index, contains_answer, load, question_vectors
+from benchmarks.qa_sets import available, contains_answer, prepared
 from rag.answer import choose_sentences, quote, score
 from rag.config import Settings
 from rag.features import sentence_features
@@ -86,9 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     settings = Settings.from_env()
     model = load_model(settings.model)
-    index = cached_index(name, settings, model)
-    _, questions = load(name, settings.max_passage_chars)
-    vectors = question_vectors(name, questions, settings, model)
+    index, questions, vectors = prepared(name, settings, model)
     limit = args.limit or len(questions)
     questions, vectors = questions[:limit], vectors[:limit]
     reader = Pipeline(settings, model=model).reader

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from jieba import posseg
 
-from benchmarks.qa_sets import Question, available, cached_index, contains_answer, load, load_seed_fit, question_vectors
+from benchmarks.qa_sets import Question, available, contains_answer, load_seed_fit, prepared, question_vectors
 from rag.answer import CROSS_LINGUAL_DECISION_FEATURES, DECISION_FEATURES, LANGUAGES, decision_features, language
 from rag.config import Settings
 from rag.features import CROSS_LINGUAL_FEATURES, SENTENCE_FEATURES, sentence_features
@@ -234,9 +234,7 @@ def collect(settings: Settings, model) -> list[Case]:
         if not available(name):
             print(f"skipped {name}: absent", file=sys.stderr)
             continue
-        index = cached_index(name, settings, model)
-        _, questions = load(name, settings.max_passage_chars)
-        vectors = question_vectors(name, questions, settings, model)
+        index, questions, vectors = prepared(name, settings, model)
         fitting = [i for i, q in enumerate(questions) if not q.held_out]
         qs, vs = [questions[i] for i in fitting], vectors[fitting]
         cases += reader_cases(name, index, qs, vs, settings)

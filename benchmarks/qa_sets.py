@@ -124,6 +124,13 @@ def question_vectors(name: str, questions: list[Question], settings: Settings, m
     return vectors
 
 
+def prepared(name: str, settings: Settings, model) -> tuple[Index, list[Question], np.ndarray]:
+    """A set's index, questions and question vectors, each built once and cached."""
+    index = cached_index(name, settings, model)
+    _, questions = load(name, settings.max_passage_chars)
+    return index, questions, question_vectors(name, questions, settings, model)
+
+
 def contains_answer(text: str, answers: tuple[str, ...]) -> bool:
     """Whether a text holds one of the gold answer strings, whitespace aside (PDF text breaks and spaces vary)."""
     text = _SPACE.sub("", text)
@@ -140,9 +147,7 @@ def main() -> int:
         if not available(name):
             print(f"skipped {name}: {SETS[name]} is absent")
             continue
-        index = cached_index(name, settings, model)
-        _, questions = load(name, settings.max_passage_chars)
-        question_vectors(name, questions, settings, model)
+        index, questions, _ = prepared(name, settings, model)
         held = sum(q.held_out for q in questions)
         unanswerable = sum(not q.answers for q in questions)
         print(f"{name}: {len(index.articles)} contexts, {len(index.passages)} passages, {len(index.sentences)} sentences, "

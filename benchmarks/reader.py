@@ -15,7 +15,7 @@ import numpy as np
 
 from benchmarks.cmrc import print_table
 from benchmarks.fit_reader import Case, reader_cases
-from benchmarks.qa_sets import available, cached_index, load, question_vectors
+from benchmarks.qa_sets import available, prepared
 from rag.answer import choose_sentences, language, quote, score
 from rag.config import Settings
 from rag.features import SENTENCE_FEATURES
@@ -67,9 +67,7 @@ def main() -> int:
         if not available(name):
             print(f"skipped {name}: absent")
             continue
-        index = cached_index(name, settings, model)
-        _, questions = load(name, settings.max_passage_chars)
-        vectors = question_vectors(name, questions, settings, model)
+        index, questions, vectors = prepared(name, settings, model)
         keep = [i for i, q in enumerate(questions) if name == "cmrc-dev" or q.held_out]
         questions, vectors = [questions[i] for i in keep], vectors[keep]
         cases = reader_cases(name, index, questions, vectors, settings)
