@@ -27,7 +27,7 @@ import numpy as np
 from jieba import posseg
 
 from benchmarks.qa_sets import Question, available, contains_answer, load_seed_fit, prepared, question_vectors
-from rag.answer import CROSS_LINGUAL_DECISION_FEATURES, DECISION_FEATURES, LANGUAGES, decision_features, language
+from rag.answer import CROSS_LINGUAL_DECISION_FEATURES, DECISION_FEATURES, LANGUAGES, decision_features, language, linear_model, sigmoid
 from rag.config import Settings
 from rag.features import CROSS_LINGUAL_FEATURES, SENTENCE_FEATURES, sentence_features
 from rag.index import Index
@@ -184,16 +184,15 @@ def _columns(names: tuple[str, ...], all_names: tuple[str, ...]) -> list[int]:
 
 
 def logits_of(record: dict, rows: np.ndarray, all_names: tuple[str, ...]) -> np.ndarray:
-    """What rag.answer.LinearModel.logits computes, for a record not yet written."""
-    x = rows[:, _columns(tuple(record["features"]), all_names)]
-    return ((x - np.array(record["mean"])) / np.array(record["scale"])) @ np.array(record["coef"]) + record["intercept"]
+    """What the reader computes from a record not yet written."""
+    return linear_model(record).logits(rows, all_names)
 
 
 def best_threshold(p_answered: np.ndarray, answerable: np.ndarray) -> float:
     """The highest probability threshold that declines at most FALSE_DECLINE_CAP of the answerable fitting cases."""
     candidates = np.unique(np.round(p_answered, 3))
     allowed = [t for t in candidates if np.mean(p_answered[answerable] < t) <= FALSE_DECLINE_CAP]
-    return float(max(allowed, default=candidates[0]))
+    return round(float(max(allowed, default=candidates[0])), 3)
 
 
 def _weights(cases: list[Case]) -> np.ndarray:
@@ -220,7 +219,7 @@ def fit(cases: list[Case]) -> dict:
         d = np.vstack([decision_features(c.features, logits_of(sentence, c.features, SENTENCE_FEATURES)) for c in deciding])
         names = VARIANT_FEATURES["decision"][lang]
         record["decision"][lang] = decision = fit_linear(d[:, _columns(names, DECISION_FEATURES)], answerable, names, _weights(deciding))
-        p = 1.0 / (1.0 + np.exp(-logits_of(decision, d, DECISION_FEATURES)))
+        p = sigmoid(logits_of(decision, d, DECISION_FEATURES))
         own = np.array([c.source.startswith(SEED_FIT_NAME) and language(c.question) == lang for c in deciding])
         calibrate = own if (own & answerable).sum() >= MIN_CALIBRATION_ANSWERABLE else np.ones(len(deciding), dtype=bool)
         record["threshold"][lang] = best_threshold(p[calibrate], answerable[calibrate])

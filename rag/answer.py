@@ -106,7 +106,8 @@ DECISION_FEATURES = (
 CROSS_LINGUAL_DECISION_FEATURES = ("best", "margin", "passage_z", "number_missing", "type_missing", "type_found_near")
 
 
-def _linear(record: dict) -> LinearModel:
+def linear_model(record: dict) -> LinearModel:
+    """A LinearModel from its JSON record."""
     return LinearModel(tuple(record["features"]), *(np.asarray(record[k], dtype=np.float32) for k in ("mean", "scale", "coef")),
                        float(record["intercept"]))
 
@@ -116,8 +117,8 @@ def load_reader(path: Path) -> ReaderModel:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
         return ReaderModel(
-            {lang: _linear(data["sentence"][lang]) for lang in LANGUAGES},
-            {lang: _linear(data["decision"][lang]) for lang in LANGUAGES},
+            {lang: linear_model(data["sentence"][lang]) for lang in LANGUAGES},
+            {lang: linear_model(data["decision"][lang]) for lang in LANGUAGES},
             {lang: float(data["threshold"][lang]) for lang in LANGUAGES},
             data.get("about", {}),
         )
@@ -126,6 +127,7 @@ def load_reader(path: Path) -> ReaderModel:
 
 
 def sigmoid(x: np.ndarray | float) -> np.ndarray | float:
+    """The logistic function: a logit as a probability."""
     return 1.0 / (1.0 + np.exp(-x))
 
 
