@@ -49,6 +49,7 @@ CSS = """
 .rag-ref { color: #888; font-size: .75em; vertical-align: super; margin-left: .15em; }
 .rag-abstain { font-weight: 600; }
 .rag-error { color: #b42318; }
+.rag-notice { color: #b54708; font-size: .85em; }
 .rag-heading { font-weight: 600; margin: .8em 0 .3em 0; }
 .rag-sources { margin: 0; padding-left: .2em; list-style: none; }
 .rag-sources > li { margin-bottom: .5em; }
@@ -181,6 +182,8 @@ def render_answer(answer: dict[str, Any]) -> str:
         if others:
             parts.append(f'<details class="rag-others"><summary class="rag-meta">{_e(OTHER_HEADING)}</summary>')
             parts.append(_grouped_sources(others, sentences, numbered=False) + "</details>")
+    if answer.get("notice"):
+        parts.append(f'<p class="rag-notice">{_e(answer["notice"])}</p>')
     timings = answer.get("timings_ms") or {}
     if timings:
         parts.append(f'<div class="rag-timing">{" · ".join(f"{_e(k)} {v:.0f} ms" for k, v in timings.items())}</div>')

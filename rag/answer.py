@@ -66,6 +66,7 @@ class Answer:
     passages: tuple[RetrievedPassage, ...]
     citations: tuple[Citation, ...]
     timings_ms: dict[str, float]
+    notice: str = ""  # set when the index is out of date and could not be rebuilt
 
     def to_dict(self) -> dict:
         """A JSON-serialisable dict of the answer."""

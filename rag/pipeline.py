@@ -5,6 +5,7 @@ import sys
 import threading
 import time
 import unicodedata
+from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -50,6 +51,7 @@ class Pipeline:
         self._model = model
         self._index: Index | None = None
         self._reader: ReaderModel | None = None
+        self.notice = ""  # why answers may be out of date: a stale index served because it could not be rebuilt
 
     @property
     def model(self) -> SentenceTransformer:
@@ -93,7 +95,14 @@ class Pipeline:
                     self._index = self.load_index()
                 except IndexUnavailable as problem:
                     print(f"{problem} Building the index now…", file=sys.stderr)
-                    self.build(progress=progress)
+                    try:
+                        self.build(progress=progress)
+                    except (OSError, ValueError) as error:  # a read-only folder, a full disk: serve the old index
+                        if problem.reason != "stale":
+                            raise
+                        self._index = load_index(self.settings.index)
+                        self.notice = f"{problem} It could not be rebuilt ({error}); answers come from the index as it was."
+                        print(self.notice, file=sys.stderr)
             return self._index
 
     def ask(self, question: str, top_k: int | None = None) -> Answer:
@@ -115,7 +124,8 @@ class Pipeline:
             chosen, answered, abstained = [], 0.0, True
         done = time.perf_counter()
         timings = {"retrieve": (retrieved - started) * 1000, "answer": (done - retrieved) * 1000, "total": (done - started) * 1000}
-        return compose(index, text, hits, chosen, answered, abstained, {k: round(v, 2) for k, v in timings.items()}, s.reader.max_quote_chars)
+        answer = compose(index, text, hits, chosen, answered, abstained, {k: round(v, 2) for k, v in timings.items()}, s.reader.max_quote_chars)
+        return replace(answer, notice=self.notice) if self.notice else answer
 
 
 _default: Pipeline | None = None

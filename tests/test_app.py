@@ -193,6 +193,12 @@ def test_render_answer_escapes_all_document_text(abstained: bool) -> None:
         assert app.SOURCES_HEADING in rendered and "&lt;i&gt;张三&lt;/i&gt;" in rendered
 
 
+def test_a_stale_index_notice_is_shown_escaped() -> None:
+    rendered = app.render_answer({**evil_answer(), "notice": "索引已过期<b>!</b>"})
+    assert '<p class="rag-notice">索引已过期&lt;b&gt;!&lt;/b&gt;</p>' in rendered
+    assert "rag-notice" not in app.render_answer(evil_answer())
+
+
 def test_highlight_marks_every_occurrence_and_merges_overlaps() -> None:
     assert app.highlight("a<b>a", ["a"]) == "<mark>a</mark>&lt;b&gt;<mark>a</mark>"
     assert app.highlight("mark mark", ["mark", "k m"]) == "<mark>mark mark</mark>"

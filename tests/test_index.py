@@ -208,3 +208,17 @@ def test_an_unreadable_seed_file_is_skipped_and_the_rest_indexed(scratch, monkey
     assert load_index(scratch.settings.index).manifest["counts"]["files"] == 5
     assert "009_locked.txt" in caplog.text and "Permission denied" in caplog.text
     scratch.load_index()  # the staleness check reads every seed file too, and copes
+
+
+def test_a_stale_index_that_cannot_be_rebuilt_is_served_with_a_notice(scratch, monkeypatch):
+    seed = scratch.settings.seeds / "002_a147e2a058174e8e.txt"
+    seed.write_text(seed.read_text(encoding="utf-8") + "\n\n新增的一段文字。\n", encoding="utf-8")
+
+    def read_only(*args, **kwargs):  # what a read-only index folder does to a build
+        raise PermissionError(13, "Permission denied", str(scratch.settings.index))
+
+    monkeypatch.setattr("rag.pipeline.build_index", read_only)
+    answer = scratch.ask("什么是数字孪生城市？")
+    assert not answer.abstained and "数字孪生城市是物理城市在网络空间的映射" in answer.answer
+    assert "changed" in answer.notice and "Permission denied" in answer.notice
+    assert answer.to_dict()["notice"] == answer.notice
