@@ -33,6 +33,27 @@ ABSTAIN_TEXT = NOT_FOUND  # the one wording of an abstention, shared with the co
 SOURCES_HEADING = "来源 / Sources"
 RELATED_HEADING = "可能相关的段落 / Possibly related passages"
 OTHER_HEADING = "其他检索到的段落 / Other retrieved passages"
+REFERENCES_HEADING = "参考文献："
+MAX_CITED_AUTHORS = 3  # GB/T 7714: the first three, then 等
+# The chat's copy buttons copy a message's HTML; this makes them copy each reply's plain text (its .rag-copy) instead.
+COPY_AS_PLAIN_TEXT = """<script>
+(() => {
+  const clip = navigator.clipboard;
+  if (!clip || clip.ragPlainText) return;
+  const write = clip.writeText.bind(clip);
+  clip.writeText = (text) => {
+    text = String(text);
+    if (!text.includes('rag-reply')) return write(text);
+    const doc = new DOMParser().parseFromString(text, 'text/html');
+    doc.querySelectorAll('.rag-reply').forEach(reply => {
+      const copy = reply.querySelector('.rag-copy');
+      reply.replaceWith(doc.createTextNode((copy || reply).textContent.trim()));
+    });
+    return write(doc.body.textContent.trim());
+  };
+  clip.ragPlainText = true;
+})();
+</script>"""
 ERROR_PREFIX = "⚠️ "
 INTERNAL_ERROR = "出错了，请稍后再试 / Something went wrong; please try again."
 EXAMPLES = (
@@ -153,6 +174,27 @@ def _group_by_article(passages: Sequence[dict[str, Any]], first: Sequence[dict[s
     return list(groups.values())
 
 
+def reference(citation: dict[str, Any]) -> str:
+    """A citation in GB/T 7714 style: authors (three, then 等). title[type]. where, when."""
+    authors = list(citation.get("authors") or ())
+    names = ", ".join(authors[:MAX_CITED_AUTHORS]) + (", 等" if len(authors) > MAX_CITED_AUTHORS else "")
+    kind = "EB/OL" if citation.get("info_source") else "Z"  # a web page names its source; otherwise unspecified
+    where = ", ".join(str(part) for part in (citation.get("info_source") or citation.get("source"), citation.get("published")) if part)
+    return f"{names + '. ' if names else ''}{citation.get('title') or '—'}[{kind}]. {where}."
+
+
+def plain_text(answer: dict[str, Any]) -> str:
+    """The answer as a researcher pastes it: the quoted sentences with [n] marks, then the references."""
+    if answer.get("abstained"):
+        return ABSTAIN_TEXT
+    citations = answer.get("citations") or []
+    number = {_article_key(c): i for i, c in enumerate(citations, start=1)}
+    quoted = "".join(f"{e.get('text')}[{number[_article_key(e)]}]" if _article_key(e) in number else str(e.get("text"))
+                     for e in answer.get("evidence") or []) or str(answer.get("answer") or "")
+    references = "\n".join(f"[{i}] {reference(c)}" for i, c in enumerate(citations, start=1))
+    return f"{quoted}\n\n{REFERENCES_HEADING}\n{references}" if references else quoted
+
+
 def render_answer(answer: dict[str, Any]) -> str:
     """The chat reply for an `Answer.to_dict()`: answer sentences, then cited articles with their passages."""
     evidence = answer.get("evidence") or []
@@ -184,6 +226,7 @@ def render_answer(answer: dict[str, Any]) -> str:
             parts.append(_grouped_sources(others, sentences, numbered=False) + "</details>")
     if answer.get("notice"):
         parts.append(f'<p class="rag-notice">{_e(answer["notice"])}</p>')
+    parts.append(f'<div class="rag-copy" hidden>{_e(plain_text(answer))}</div>')  # what the copy buttons copy
     timings = answer.get("timings_ms") or {}
     if timings:
         parts.append(f'<div class="rag-timing">{" · ".join(f"{_e(k)} {v:.0f} ms" for k, v in timings.items())}</div>')
@@ -236,6 +279,7 @@ def build_app(pipeline: Pipeline, settings: Settings) -> gr.Blocks:
             height=CHAT_HEIGHT,
             examples=[{"text": q} for q in EXAMPLES],
             group_consecutive_messages=False,  # an error after an answer gets its own bubble
+            buttons=["copy", "copy_all"],
             placeholder="问一个关于这些政策文章的问题 / Ask something about the policy articles",
             **CHATBOT_SAFETY,
         )
@@ -285,6 +329,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         share=args.share,
         theme=gr.themes.Default(font=list(FONTS)),
         css=CSS,
+        head=COPY_AS_PLAIN_TEXT,
     )
 
 

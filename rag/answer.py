@@ -27,6 +27,8 @@ class Citation:
     authors: tuple[str, ...]
     source: str
     article_id: str  # "<file stem>#<n>": one file may hold several articles
+    info_source: str = ""  # 信息来源 where the document gives it
+    published: str = ""  # 发布日期 where the document gives it
 
 
 @dataclass(frozen=True)
@@ -218,7 +220,7 @@ def quote(sentence: str, question: str, max_chars: int) -> str:
 
 def _citation(index: Index, article_id: str) -> Citation:
     article = index.articles[article_id]
-    return Citation(article.title, article.authors, article.source, article.id)
+    return Citation(article.title, article.authors, article.source, article.id, article.info_source, article.published)
 
 
 def _evidence(index: Index, row: int, score: float, question: str, max_chars: int) -> Evidence:

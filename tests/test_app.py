@@ -27,6 +27,7 @@ CHROMIUM_ARGS = [
 VIEWPORT = {"width": 1280, "height": 1100}
 PHONE = {"width": 390, "height": 844}
 MIN_CONTRAST = 4.5  # WCAG AA for body text
+CLIPBOARD_WAIT_MS = 500
 STARTUP_TIMEOUT_S = 900  # the first start builds index/ from seeds/
 ANSWER_TIMEOUT_MS = 120_000
 SCREENSHOT = PROJECT_ROOT / "docs" / "screenshot.png"
@@ -193,6 +194,12 @@ def test_render_answer_escapes_all_document_text(abstained: bool) -> None:
         assert app.SOURCES_HEADING in rendered and "&lt;i&gt;张三&lt;/i&gt;" in rendered
 
 
+def test_references_follow_gbt_7714() -> None:
+    web = {"title": "数字政府建设", "authors": ["甲", "乙", "丙", "丁"], "source": "x.txt", "info_source": "某市政府网", "published": "2020-08-01"}
+    assert app.reference(web) == "甲, 乙, 丙, 等. 数字政府建设[EB/OL]. 某市政府网, 2020-08-01."
+    assert app.reference({"title": "无名文章", "authors": [], "source": "y.txt"}) == "无名文章[Z]. y.txt."
+
+
 def test_a_stale_index_notice_is_shown_escaped() -> None:
     rendered = app.render_answer({**evil_answer(), "notice": "索引已过期<b>!</b>"})
     assert '<p class="rag-notice">索引已过期&lt;b&gt;!&lt;/b&gt;</p>' in rendered
@@ -277,6 +284,24 @@ def test_phone_layout_shows_a_wide_question_box_on_the_first_screen(browser, ser
     assert box["y"] + box["height"] <= PHONE["height"], f"question box ends at {box['y'] + box['height']:.0f}px"
     assert box["width"] >= PHONE["width"] * 0.6, f"question box only {box['width']:.0f}px wide"
     page.close()
+
+
+def test_copy_gives_plain_text_with_references(browser, served) -> None:
+    context = browser.new_context(viewport=VIEWPORT, permissions=["clipboard-read", "clipboard-write"])
+    page = context.new_page()
+    page.goto(served)
+    page.wait_for_selector("#question textarea")
+    ask_in_browser(page, CHINESE_QUESTION)
+    page.get_by_label("Copy message").last.click()
+    page.wait_for_timeout(CLIPBOARD_WAIT_MS)
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert "切实把被抑制、被冻结的消费释放出来" in copied and "<" not in copied
+    assert f"[1] 田学斌. {CONSUMPTION_TITLE}[Z]. {CONSUMPTION_FILE}." in copied
+    page.get_by_label("Copy conversation").click()
+    page.wait_for_timeout(CLIPBOARD_WAIT_MS)
+    everything = page.evaluate("navigator.clipboard.readText()")
+    assert CHINESE_QUESTION in everything and "参考文献" in everything and "rag-" not in everything
+    context.close()
 
 
 def test_english_question_is_answered_from_the_articles(page) -> None:
