@@ -11,7 +11,6 @@ from typing import Any
 
 import gradio as gr
 
-from rag.answer import NOT_FOUND
 from rag.build import add_settings_arguments, settings_from
 from rag.config import Settings
 from rag.index import IndexUnavailable
@@ -28,12 +27,24 @@ CONCURRENCY = 4  # answers computed at once; they all share the one Pipeline
 API_NAME = "ask"
 CHAT_HEIGHT = "min(640px, 62vh)"  # leaves the question box on the first screen of a phone
 SCORE_FORMAT = "{:.3f}"
-TITLE = "政策文章问答 · Policy articles Q&A"
-ABSTAIN_TEXT = NOT_FOUND  # the one wording of an abstention, shared with the command line
-SOURCES_HEADING = "来源 / Sources"
-RELATED_HEADING = "可能相关的段落 / Possibly related passages"
-OTHER_HEADING = "其他检索到的段落 / Other retrieved passages"
-REFERENCES_HEADING = "参考文献："
+# Every word the page shows, in Chinese (the default) and in English (for a browser that asks for English first).
+TEXT = {
+    "zh": {
+        "title": "政策文章问答", "heading": "## 政策文章问答", "intro": "用中文或英文提问；回答句子逐字引自文章，并附出处。",
+        "chat_placeholder": "问一个关于这些政策文章的问题", "box_placeholder": "输入问题，按回车", "passages": "段落数",
+        "abstain": "这些文章没有回答这个问题。", "sources": "来源", "related": "可能相关的段落",
+        "other": "其他检索到的段落", "passage": "段落 {n}", "references": "参考文献：", "error": "出错了，请稍后再试。",
+    },
+    "en": {
+        "title": "Policy articles Q&A", "heading": "## Policy articles Q&A", "intro": "Ask in Chinese or English; answers quote the articles verbatim, with sources.",
+        "chat_placeholder": "Ask something about the policy articles", "box_placeholder": "Type a question and press Enter",
+        "passages": "Passages", "abstain": "The articles do not answer this.", "sources": "Sources",
+        "related": "Possibly related passages", "other": "Other retrieved passages", "passage": "Passage {n}",
+        "references": "References:", "error": "Something went wrong; please try again.",
+    },
+}
+LANGUAGES = tuple(TEXT)  # the first is the default
+I18N = gr.I18n(**{lang: {k: v for k, v in words.items() if "{" not in v} for lang, words in TEXT.items()})
 MAX_CITED_AUTHORS = 3  # GB/T 7714: the first three, then 等
 # The chat's copy buttons copy a message's HTML; this makes them copy each reply's plain text (its .rag-copy) instead.
 COPY_AS_PLAIN_TEXT = """<script>
@@ -55,7 +66,6 @@ COPY_AS_PLAIN_TEXT = """<script>
 })();
 </script>"""
 ERROR_PREFIX = "⚠️ "
-INTERNAL_ERROR = "出错了，请稍后再试 / Something went wrong; please try again."
 EXAMPLES = (
     "如何释放被抑制的消费需求？",
     "什么是数字孪生城市？",
@@ -130,11 +140,17 @@ def _article_line(article: dict[str, Any], number: int | None = None) -> str:
     )
 
 
-def _passage(passage: dict[str, Any], sentences: Sequence[str], number: int) -> str:
+def language_of(request: gr.Request | None) -> str:
+    """"en" when the browser puts English first in Accept-Language, else Chinese."""
+    accepted = (request.headers.get("accept-language", "") if request is not None else "").strip().lower()
+    return "en" if accepted.startswith("en") else LANGUAGES[0]
+
+
+def _passage(passage: dict[str, Any], sentences: Sequence[str], number: int, words: dict[str, str]) -> str:
     """One passage as a collapsed <details>, answer sentences highlighted, scores small and grey."""
     section = passage.get("section")
     supports = any(s and s in (passage.get("text") or "") for s in sentences)
-    label = f"段落 {number} / Passage {number}" + (f" · {_e(section)}" if section else "") + (" ✓" if supports else "")
+    label = words["passage"].format(n=number) + (f" · {_e(section)}" if section else "") + (" ✓" if supports else "")
     scores = (
         f"score {_score(passage.get('score'))} · dense {_score(passage.get('dense_score'))}"
         f" · keyword {_score(passage.get('keyword_score'))} · id <code>{_e(passage.get('id'))}</code>"
@@ -146,14 +162,14 @@ def _passage(passage: dict[str, Any], sentences: Sequence[str], number: int) -> 
     )
 
 
-def _grouped_sources(groups: list[tuple[dict[str, Any], list[dict[str, Any]]]], sentences: Sequence[str], numbered: bool) -> str:
+def _grouped_sources(groups: list[tuple[dict[str, Any], list[dict[str, Any]]]], sentences: Sequence[str], numbered: bool, words: dict[str, str]) -> str:
     """A list of articles, each with its passages."""
     items, count = [], 0
     for i, (article, passages) in enumerate(groups, start=1):
         rendered = []
         for passage in passages:
             count += 1
-            rendered.append(_passage(passage, sentences, count))
+            rendered.append(_passage(passage, sentences, count, words))
         items.append(f'<li>{_article_line(article, i if numbered else None)}{"".join(rendered)}</li>')
     return f'<ul class="rag-sources">{"".join(items)}</ul>'
 
@@ -183,20 +199,21 @@ def reference(citation: dict[str, Any]) -> str:
     return f"{names + '. ' if names else ''}{citation.get('title') or '—'}[{kind}]. {where}."
 
 
-def plain_text(answer: dict[str, Any]) -> str:
+def plain_text(answer: dict[str, Any], lang: str = LANGUAGES[0]) -> str:
     """The answer as a researcher pastes it: the quoted sentences with [n] marks, then the references."""
     if answer.get("abstained"):
-        return ABSTAIN_TEXT
+        return TEXT[lang]["abstain"]
     citations = answer.get("citations") or []
     number = {_article_key(c): i for i, c in enumerate(citations, start=1)}
     quoted = "".join(f"{e.get('text')}[{number[_article_key(e)]}]" if _article_key(e) in number else str(e.get("text"))
                      for e in answer.get("evidence") or []) or str(answer.get("answer") or "")
     references = "\n".join(f"[{i}] {reference(c)}" for i, c in enumerate(citations, start=1))
-    return f"{quoted}\n\n{REFERENCES_HEADING}\n{references}" if references else quoted
+    return f"{quoted}\n\n{TEXT[lang]['references']}\n{references}" if references else quoted
 
 
-def render_answer(answer: dict[str, Any]) -> str:
+def render_answer(answer: dict[str, Any], lang: str = LANGUAGES[0]) -> str:
     """The chat reply for an `Answer.to_dict()`: answer sentences, then cited articles with their passages."""
+    words = TEXT[lang]
     evidence = answer.get("evidence") or []
     passages = answer.get("passages") or []
     citations = answer.get("citations") or []
@@ -204,10 +221,10 @@ def render_answer(answer: dict[str, Any]) -> str:
     cited = {_article_key(c) for c in citations}
     parts = ['<div class="rag-reply">']
     if answer.get("abstained"):
-        parts.append(f'<p class="rag-abstain">{_e(ABSTAIN_TEXT)}</p>')
+        parts.append(f'<p class="rag-abstain">{_e(words["abstain"])}</p>')
         if passages:
-            parts.append(f'<div class="rag-heading">{_e(RELATED_HEADING)}</div>')
-            parts.append(_grouped_sources(_group_by_article(passages), sentences, numbered=False))
+            parts.append(f'<div class="rag-heading">{_e(words["related"])}</div>')
+            parts.append(_grouped_sources(_group_by_article(passages), sentences, False, words))
     else:
         number = {_article_key(c): i for i, c in enumerate(citations, start=1)}
         if evidence:
@@ -218,15 +235,15 @@ def render_answer(answer: dict[str, Any]) -> str:
         else:
             parts.append(f'<p class="rag-sentence">{_e(answer.get("answer"))}</p>')
         groups = _group_by_article(passages, citations)
-        parts.append(f'<div class="rag-heading">{_e(SOURCES_HEADING)}</div>')
-        parts.append(_grouped_sources([g for g in groups if _article_key(g[0]) in cited], sentences, numbered=True))
+        parts.append(f'<div class="rag-heading">{_e(words["sources"])}</div>')
+        parts.append(_grouped_sources([g for g in groups if _article_key(g[0]) in cited], sentences, True, words))
         others = [g for g in groups if _article_key(g[0]) not in cited]
         if others:
-            parts.append(f'<details class="rag-others"><summary class="rag-meta">{_e(OTHER_HEADING)}</summary>')
-            parts.append(_grouped_sources(others, sentences, numbered=False) + "</details>")
+            parts.append(f'<details class="rag-others"><summary class="rag-meta">{_e(words["other"])}</summary>')
+            parts.append(_grouped_sources(others, sentences, False, words) + "</details>")
     if answer.get("notice"):
         parts.append(f'<p class="rag-notice">{_e(answer["notice"])}</p>')
-    parts.append(f'<div class="rag-copy" hidden>{_e(plain_text(answer))}</div>')  # what the copy buttons copy
+    parts.append(f'<div class="rag-copy" hidden>{_e(plain_text(answer, lang))}</div>')  # what the copy buttons copy
     timings = answer.get("timings_ms") or {}
     if timings:
         parts.append(f'<div class="rag-timing">{" · ".join(f"{_e(k)} {v:.0f} ms" for k, v in timings.items())}</div>')
@@ -249,51 +266,51 @@ def build_app(pipeline: Pipeline, settings: Settings) -> gr.Blocks:
         except (ValueError, TypeError) as error:
             raise gr.Error(str(error)) from None
 
-    def reply(question: str, top_k: float) -> tuple[str, bool]:
+    def reply(question: str, top_k: float, lang: str) -> tuple[str, bool]:
         """The rendered reply, or a rendered error (never a stack trace); and whether the question was answered."""
         try:
-            return render_answer(pipeline.ask(question, top_k=int(top_k)).to_dict()), True
+            return render_answer(pipeline.ask(question, top_k=int(top_k)).to_dict(), lang), True
         except (ValueError, TypeError) as error:
             return render_error(str(error)), False
         except Exception:  # shown to the user as a short message, logged in full for the operator
             log.exception("answering %r failed", question)
-            return render_error(INTERNAL_ERROR), False
+            return render_error(TEXT[lang]["error"]), False
 
-    def respond(question: str, history: list[dict[str, Any]], top_k: float) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    def respond(question: str, history: list[dict[str, Any]], top_k: float, request: gr.Request) -> Iterator[tuple[str, list[dict[str, Any]]]]:
         """Show the question at once, then the reply; a question that was refused goes back into the box to be edited."""
         if question.strip():
             history = [*history, {"role": "user", "content": _e(question)}]
             yield "", history
-        rendered, answered = reply(question, top_k)
+        rendered, answered = reply(question, top_k, language_of(request))
         yield ("" if answered else question), [*history, {"role": "assistant", "content": rendered}]
 
-    def respond_example(event: gr.SelectData, history: list[dict[str, Any]], top_k: float) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    def respond_example(event: gr.SelectData, history: list[dict[str, Any]], top_k: float, request: gr.Request) -> Iterator[tuple[str, list[dict[str, Any]]]]:
         """Ask a clicked example question."""
-        yield from respond(event.value["text"], history, top_k)
+        yield from respond(event.value["text"], history, top_k, request)
 
-    with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
-        gr.Markdown(f"## {TITLE}\n用中文或英文提问；回答句子逐字引自文章，并附出处。 Answers quote the articles verbatim, with sources.")
+    with gr.Blocks(title=TEXT[LANGUAGES[0]]["title"], analytics_enabled=False) as demo:
+        gr.Markdown(I18N("heading"))
+        gr.Markdown(I18N("intro"))
         chatbot = gr.Chatbot(
-            label=TITLE,
             show_label=False,
             height=CHAT_HEIGHT,
             examples=[{"text": q} for q in EXAMPLES],
             group_consecutive_messages=False,  # an error after an answer gets its own bubble
             buttons=["copy", "copy_all"],
-            placeholder="问一个关于这些政策文章的问题 / Ask something about the policy articles",
+            placeholder=I18N("chat_placeholder"),
             **CHATBOT_SAFETY,
         )
         with gr.Row():
             question = gr.Textbox(
                 show_label=False,
-                placeholder="输入问题，按回车 / Type a question and press Enter",
+                placeholder=I18N("box_placeholder"),
                 scale=4,
                 submit_btn=True,
                 max_lines=4,
                 min_width=QUESTION_MIN_WIDTH,  # narrower screens put the slider below the box, not beside it
                 elem_id="question",
             )
-            top_k = gr.Slider(MIN_PASSAGES, MAX_PASSAGES, value=settings.top_k, step=1, label="段落数 / Passages", scale=1)
+            top_k = gr.Slider(MIN_PASSAGES, MAX_PASSAGES, value=settings.top_k, step=1, label=I18N("passages"), scale=1)
         question.submit(respond, [question, chatbot, top_k], [question, chatbot], api_visibility="private")
         chatbot.example_select(respond_example, [chatbot, top_k], [question, chatbot], api_visibility="private")
         gr.api(ask, api_name=API_NAME)
@@ -330,6 +347,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         theme=gr.themes.Default(font=list(FONTS)),
         css=CSS,
         head=COPY_AS_PLAIN_TEXT,
+        i18n=I18N,
     )
 
 

@@ -26,6 +26,7 @@ CHROMIUM_ARGS = [
 ]
 VIEWPORT = {"width": 1280, "height": 1100}
 PHONE = {"width": 390, "height": 844}
+LOCALE = "zh-CN"  # the users read Chinese; test_the_page_speaks_one_language_the_browsers tries English too
 MIN_CONTRAST = 4.5  # WCAG AA for body text
 CLIPBOARD_WAIT_MS = 500
 STARTUP_TIMEOUT_S = 900  # the first start builds index/ from seeds/
@@ -108,7 +109,7 @@ def stop_app(proc: subprocess.Popen) -> None:
 
 def open_chat(browser, url: str):
     """A fresh page on the chat, ready to type into."""
-    page = browser.new_page(viewport=VIEWPORT)
+    page = browser.new_page(viewport=VIEWPORT, locale=LOCALE)
     page.goto(url)
     page.wait_for_selector("#question textarea")
     return page
@@ -187,11 +188,11 @@ def test_render_answer_escapes_all_document_text(abstained: bool) -> None:
     assert MARKDOWN in rendered  # left as literal text; the chatbot renders no Markdown
     assert "<details" in rendered and "x&lt;img" in rendered  # passage view and escaped file name
     if abstained:
-        assert app.ABSTAIN_TEXT in rendered and app.RELATED_HEADING in rendered
+        assert app.TEXT["zh"]["abstain"] in rendered and app.TEXT["zh"]["related"] in rendered
         assert "<mark>" not in rendered
     else:
         assert "<mark>口袋公园&lt;script&gt;window.__pwned=1&lt;/script&gt;很小&lt;img src=x onerror=&quot;window.__pwned=1&quot;&gt;。</mark>后文" in rendered
-        assert app.SOURCES_HEADING in rendered and "&lt;i&gt;张三&lt;/i&gt;" in rendered
+        assert app.TEXT["zh"]["sources"] in rendered and "&lt;i&gt;张三&lt;/i&gt;" in rendered
 
 
 def test_references_follow_gbt_7714() -> None:
@@ -265,7 +266,7 @@ def _luminance(css_color: str) -> float:
 
 @pytest.mark.parametrize("theme", ["light", "dark"])
 def test_highlighted_sentences_are_readable_in_both_themes(browser, served, theme) -> None:
-    page = browser.new_page(viewport=VIEWPORT, color_scheme=theme)
+    page = browser.new_page(viewport=VIEWPORT, locale=LOCALE, color_scheme=theme)
     page.goto(f"{served}?__theme={theme}")
     page.wait_for_selector("#question textarea")
     reply = ask_in_browser(page, CHINESE_QUESTION)
@@ -278,7 +279,7 @@ def test_highlighted_sentences_are_readable_in_both_themes(browser, served, them
 
 
 def test_phone_layout_shows_a_wide_question_box_on_the_first_screen(browser, served) -> None:
-    page = browser.new_page(viewport=PHONE, is_mobile=True, has_touch=True)
+    page = browser.new_page(viewport=PHONE, locale=LOCALE, is_mobile=True, has_touch=True)
     page.goto(served)
     box = page.locator("#question textarea").bounding_box()
     assert box["y"] + box["height"] <= PHONE["height"], f"question box ends at {box['y'] + box['height']:.0f}px"
@@ -287,7 +288,7 @@ def test_phone_layout_shows_a_wide_question_box_on_the_first_screen(browser, ser
 
 
 def test_copy_gives_plain_text_with_references(browser, served) -> None:
-    context = browser.new_context(viewport=VIEWPORT, permissions=["clipboard-read", "clipboard-write"])
+    context = browser.new_context(viewport=VIEWPORT, locale=LOCALE, permissions=["clipboard-read", "clipboard-write"])
     page = context.new_page()
     page.goto(served)
     page.wait_for_selector("#question textarea")
@@ -304,6 +305,22 @@ def test_copy_gives_plain_text_with_references(browser, served) -> None:
     context.close()
 
 
+@pytest.mark.parametrize("locale", ["zh-CN", "en-US"])
+def test_the_page_speaks_one_language_the_browsers(browser, served, locale) -> None:
+    lang, other = ("en", "zh") if locale.startswith("en") else ("zh", "en")
+    context = browser.new_context(viewport=VIEWPORT, locale=locale)
+    page = context.new_page()
+    page.goto(served)
+    page.wait_for_selector("#question textarea")
+    assert page.locator("#question textarea").get_attribute("placeholder") == app.TEXT[lang]["box_placeholder"]
+    reply = ask_in_browser(page, CHINESE_QUESTION)
+    body = page.inner_text("body")
+    assert app.TEXT[lang]["sources"] in reply.inner_text() and app.TEXT[lang]["title"] in body
+    for key in ("sources", "title", "passages"):
+        assert app.TEXT[other][key] not in body, f"{locale}: {app.TEXT[other][key]!r} shown"
+    context.close()
+
+
 def test_english_question_is_answered_from_the_articles(page) -> None:
     reply = ask_in_browser(page, ENGLISH_QUESTION)
     assert reply.locator(".rag-error").count() == 0
@@ -315,9 +332,9 @@ def test_english_question_is_answered_from_the_articles(page) -> None:
 def test_unanswerable_question_abstains_and_lists_related_passages(page) -> None:
     reply = ask_in_browser(page, UNANSWERABLE)
     assert reply.locator(".rag-abstain").count() == 1, f"expected an abstention, got: {reply.inner_text()[:300]}"
-    assert reply.locator(".rag-abstain").inner_text() == app.ABSTAIN_TEXT
+    assert reply.locator(".rag-abstain").inner_text() == app.TEXT["zh"]["abstain"]
     assert reply.locator(".rag-sentence").count() == 0
-    assert app.RELATED_HEADING in reply.inner_text() and reply.locator("details.rag-details").count() >= 1
+    assert app.TEXT["zh"]["related"] in reply.inner_text() and reply.locator("details.rag-details").count() >= 1
 
 
 def test_example_question_and_passage_slider(page) -> None:
