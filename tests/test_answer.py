@@ -47,7 +47,7 @@ def test_english_question_is_answered_in_the_articles_words(pipeline):
 
 
 def test_unanswerable_question_abstains_but_shows_related_passages(pipeline):
-    answer = pipeline.ask("新冠疫苗需要接种几针？")
+    answer = pipeline.ask("太阳系一共有几颗行星？")
     assert answer.abstained and answer.answer == "" and answer.evidence == () and answer.citations == ()
     assert answer.passages  # still offered as possibly related
 
@@ -95,14 +95,14 @@ def test_top_k_is_checked(pipeline):
 def test_dev_set_figures(pipeline):
     """The measured figures (python -m benchmarks.seed_dev), asserted with a margin: a regression guard, not a target."""
     results = {name: value for name, (value, _) in evaluate(pipeline, load_dev_set()).items()}
-    # measured: answerable 0.728 (keyword 0.962, paraphrase 0.700, English 0.500); unanswerables declined 0.407
-    # (near-topic 0.362); answerables wrongly declined 0.088
-    assert results["accuracy answerable"] >= 0.68
+    # measured: answerable 0.754 (keyword 0.962, paraphrase 0.757, English 0.444); unanswerables declined 0.407
+    # (near-topic 0.383); answerables wrongly declined 0.053
+    assert results["accuracy answerable"] >= 0.70
     assert results["accuracy keyword"] >= 0.90
-    assert results["accuracy paraphrase"] >= 0.64
-    assert results["accuracy english"] >= 0.44
+    assert results["accuracy paraphrase"] >= 0.70
+    assert results["accuracy english"] >= 0.38
     assert results["unanswerables declined"] >= 0.35
-    assert results["answerables wrongly declined"] <= 0.13
+    assert results["answerables wrongly declined"] <= 0.10
 
 
 def test_ask_function_and_command_line():
