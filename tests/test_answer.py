@@ -47,7 +47,7 @@ def test_english_question_is_answered_in_the_articles_words(pipeline):
 
 
 def test_unanswerable_question_abstains_but_shows_related_passages(pipeline):
-    answer = pipeline.ask("太阳系一共有几颗行星？")
+    answer = pipeline.ask("周杰伦的第一张专辑叫什么？")  # the record of a decline; how often it declines: test_dev_set_figures
     assert answer.abstained and answer.answer == "" and answer.evidence == () and answer.citations == ()
     assert answer.passages  # still offered as possibly related
 
