@@ -1,4 +1,4 @@
-"""Fit the reader and write rag/reader_weights.json: `python -m benchmarks.fit_reader` (about 2 minutes once indexed).
+"""Fit the reader and write rag/reader_weights.json: `python -m benchmarks.fit_reader` (about a minute once `python -m benchmarks.qa_sets` has indexed the sets).
 
 Fitting data, never the sets we measure on (CMRC 2018 dev, the seed dev set, the held-out 20% of DRCD and SQuAD 2.0 zh):
 - CMRC 2018 trial, DRCD dev (fitting part, Traditional characters as they are) and SQuAD 2.0 zh (fitting part), each
@@ -9,11 +9,12 @@ Fitting data, never the sets we measure on (CMRC 2018 dev, the seed dev set, the
   their gold context taken out of the retrieved passages (whatever the reader then finds is not the answer), and
   answerable questions asking after another year, number or place than their context holds (swap_key_term).
 
-Two linear models, each in two variants (all features for a question with Chinese, only the
-language-independent ones for a question without): the sentence model (does this sentence hold the answer?) over
-rag.features.SENTENCE_FEATURES, a conditional logit (scipy), and the decision model (is the question answered at all?) over a description of the
-best sentence and its rivals (rag.answer.DECISION_FEATURES), a class-balanced logistic regression. The decline threshold is the highest probability that
-declines at most 10% of the answerable fitting questions.
+Two linear models, each in two variants (all features for a question with Chinese, only the language-independent
+ones for a question without): the sentence model (does this sentence hold the answer?), a conditional logit over
+rag.features.SENTENCE_FEATURES; and the decision model (is the question answered at all?), a class-balanced logistic
+regression over the best sentence and its rivals (rag.answer.DECISION_FEATURES). The decline threshold is the highest
+probability that declines at most 10% of the answerable seed fitting questions of that language (of all fitting
+questions when there are fewer than 10 of those).
 """
 from __future__ import annotations
 
