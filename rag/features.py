@@ -15,7 +15,7 @@ import numpy as np
 from rag.index import Index
 from jieba import posseg
 
-from rag.keywords import NON_WORD, bigrams, fold, is_chinese, tokens
+from rag.keywords import NON_WORD, bigrams, fold, tokens
 from rag.retrieve import Hit
 
 MAX_ENTITY_TITLE_CHARS = 12  # a title this short names an entity; a longer one is a headline and is not subtracted
@@ -65,7 +65,6 @@ CROSS_LINGUAL_FEATURES = ("dense_gap", "passage_z", "passage_rank", "number_miss
 class QuestionTerms:
     """What the features need to know about a question, computed once per question."""
 
-    chinese: bool
     bigrams: frozenset[str]
     words: dict[str, float]  # folded content words with their IDF in the index
     numbers: frozenset[str]
@@ -92,7 +91,7 @@ def analyse_question(index: Index, question: str) -> QuestionTerms:
     words = {w: idf(index, w) for w in dict.fromkeys(tokens(question))}
     folded = fold(question)
     numbers = frozenset(_NUMBER.findall(folded))
-    return QuestionTerms(is_chinese(question), frozenset(bigrams(question)), words, numbers, numbers | key_terms(folded),
+    return QuestionTerms(frozenset(bigrams(question)), words, numbers, numbers | key_terms(folded),
                          answer_type(question), NON_WORD.sub("", folded))
 
 
