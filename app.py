@@ -3,10 +3,15 @@ from __future__ import annotations
 
 import argparse
 import html
+import json
 import logging
 import os
+import re
 import sys
+import threading
+import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -65,6 +70,9 @@ COPY_AS_PLAIN_TEXT = """<script>
   clip.ragPlainText = true;
 })();
 </script>"""
+FEEDBACK_FILE = "feedback.jsonl"  # beside the index: question, answer, passage ids and 👍/👎, one a line
+FEEDBACK_LOCK = threading.Lock()
+RECORD_RE = re.compile(r'<div class="rag-record" hidden(?:="")?>(.*?)</div>', re.S)
 ERROR_PREFIX = "⚠️ "
 EXAMPLES = (
     "如何释放被抑制的消费需求？",
@@ -211,6 +219,27 @@ def plain_text(answer: dict[str, Any], lang: str = LANGUAGES[0]) -> str:
     return f"{quoted}\n\n{TEXT[lang]['references']}\n{references}" if references else quoted
 
 
+def feedback_record(answer: dict[str, Any]) -> dict[str, Any]:
+    """What a 👍/👎 on this answer records, so that it can be reviewed and the reader refitted."""
+    return {
+        "question": answer.get("question"), "answer": answer.get("answer"), "abstained": answer.get("abstained"),
+        "confidence": answer.get("confidence"), "passage_ids": [p.get("id") for p in answer.get("passages") or []],
+        "evidence_ids": [e.get("passage_id") for e in answer.get("evidence") or []],
+    }
+
+
+def save_feedback(path: Path, message: Any, liked: bool) -> bool:
+    """Append the rated answer's record to the JSONL file; False for a message that is not an answer (an error)."""
+    content = message.get("value", message) if isinstance(message, dict) else message
+    found = RECORD_RE.search(str(content))
+    if not found:
+        return False
+    line = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "liked": liked, **json.loads(html.unescape(found.group(1)))}
+    with FEEDBACK_LOCK, path.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(line, ensure_ascii=False) + "\n")
+    return True
+
+
 def render_answer(answer: dict[str, Any], lang: str = LANGUAGES[0]) -> str:
     """The chat reply for an `Answer.to_dict()`: answer sentences, then cited articles with their passages."""
     words = TEXT[lang]
@@ -244,6 +273,7 @@ def render_answer(answer: dict[str, Any], lang: str = LANGUAGES[0]) -> str:
     if answer.get("notice"):
         parts.append(f'<p class="rag-notice">{_e(answer["notice"])}</p>')
     parts.append(f'<div class="rag-copy" hidden>{_e(plain_text(answer, lang))}</div>')  # what the copy buttons copy
+    parts.append(f'<div class="rag-record" hidden>{_e(json.dumps(feedback_record(answer), ensure_ascii=False))}</div>')
     timings = answer.get("timings_ms") or {}
     if timings:
         parts.append(f'<div class="rag-timing">{" · ".join(f"{_e(k)} {v:.0f} ms" for k, v in timings.items())}</div>')
@@ -284,6 +314,10 @@ def build_app(pipeline: Pipeline, settings: Settings) -> gr.Blocks:
         rendered, answered = reply(question, top_k, language_of(request))
         yield ("" if answered else question), [*history, {"role": "assistant", "content": rendered}]
 
+    def rate(event: gr.LikeData) -> None:
+        """Record a 👍/👎 beside the index."""
+        save_feedback(settings.index / FEEDBACK_FILE, event.value, bool(event.liked))
+
     def respond_example(event: gr.SelectData, history: list[dict[str, Any]], top_k: float, request: gr.Request) -> Iterator[tuple[str, list[dict[str, Any]]]]:
         """Ask a clicked example question."""
         yield from respond(event.value["text"], history, top_k, request)
@@ -313,6 +347,7 @@ def build_app(pipeline: Pipeline, settings: Settings) -> gr.Blocks:
             top_k = gr.Slider(MIN_PASSAGES, MAX_PASSAGES, value=settings.top_k, step=1, label=I18N("passages"), scale=1)
         question.submit(respond, [question, chatbot, top_k], [question, chatbot], api_visibility="private")
         chatbot.example_select(respond_example, [chatbot, top_k], [question, chatbot], api_visibility="private")
+        chatbot.like(rate, None, None, api_visibility="private")
         gr.api(ask, api_name=API_NAME)
     return demo
 

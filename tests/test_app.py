@@ -5,7 +5,9 @@ UPDATE_SCREENSHOT=1 also saves docs/screenshot.png from the Chinese-question tes
 """
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -29,6 +31,8 @@ PHONE = {"width": 390, "height": 844}
 LOCALE = "zh-CN"  # the users read Chinese; test_the_page_speaks_one_language_the_browsers tries English too
 MIN_CONTRAST = 4.5  # WCAG AA for body text
 CLIPBOARD_WAIT_MS = 500
+LIKE_LABEL = "赞"  # Gradio's own label of the 👍 button in a Chinese browser
+FEEDBACK_TIMEOUT_S = 10
 STARTUP_TIMEOUT_S = 900  # the first start builds index/ from seeds/
 ANSWER_TIMEOUT_MS = 120_000
 SCREENSHOT = PROJECT_ROOT / "docs" / "screenshot.png"
@@ -368,6 +372,29 @@ def test_ask_api_returns_the_answer_json(served: str) -> None:
     assert all(e["text"] in result["answer"] for e in result["evidence"])
     with pytest.raises(Exception, match="empty"):
         client.predict("", 5, api_name="/" + app.API_NAME)
+
+
+# ---------------------------------------------------------------- feedback and document markup, each in its own app
+
+
+def test_thumbs_up_is_saved_beside_the_index(browser, tmp_path: Path) -> None:
+    shutil.copytree(PROJECT_ROOT / "index", tmp_path / "index")
+    proc, url = start_app(tmp_path / "app.log", "--index", str(tmp_path / "index"))
+    try:
+        page = open_chat(browser, url)
+        ask_in_browser(page, CHINESE_QUESTION)
+        page.get_by_label(LIKE_LABEL, exact=True).last.click()
+        feedback = tmp_path / "index" / app.FEEDBACK_FILE
+        deadline = time.monotonic() + FEEDBACK_TIMEOUT_S
+        while not feedback.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        record = json.loads(feedback.read_text(encoding="utf-8").splitlines()[-1])
+        assert record["liked"] is True and record["question"] == CHINESE_QUESTION
+        assert "切实把被抑制、被冻结的消费释放出来" in record["answer"] and len(record["passage_ids"]) == Settings().top_k
+        page.close()
+    finally:
+        stop_app(proc)
+    assert not app.save_feedback(tmp_path / "f.jsonl", app.render_error("出错了"), liked=False)  # an error is not rated
 
 
 # ---------------------------------------------------------------- document markup, in its own small app
