@@ -18,6 +18,7 @@ import gradio as gr
 
 from rag.build import add_settings_arguments, settings_from
 from rag.config import Settings
+from rag.followup import with_context
 from rag.index import IndexUnavailable
 from rag.model import ModelError
 from rag.pipeline import Pipeline
@@ -39,6 +40,7 @@ TEXT = {
         "chat_placeholder": "问一个关于这些政策文章的问题", "box_placeholder": "输入问题，按回车", "passages": "段落数",
         "abstain": "这些文章没有回答这个问题。", "sources": "来源", "related": "可能相关的段落",
         "other": "其他检索到的段落", "passage": "段落 {n}", "references": "参考文献：", "error": "出错了，请稍后再试。",
+        "asked": "按上文理解为：{q}",
     },
     "en": {
         "title": "Policy articles Q&A", "heading": "## Policy articles Q&A", "intro": "Ask in Chinese or English; answers quote the articles verbatim, with sources.",
@@ -46,6 +48,7 @@ TEXT = {
         "passages": "Passages", "abstain": "The articles do not answer this.", "sources": "Sources",
         "related": "Possibly related passages", "other": "Other retrieved passages", "passage": "Passage {n}",
         "references": "References:", "error": "Something went wrong; please try again.",
+        "asked": "Read with the previous question: {q}",
     },
 }
 LANGUAGES = tuple(TEXT)  # the first is the default
@@ -240,8 +243,11 @@ def save_feedback(path: Path, message: Any, liked: bool) -> bool:
     return True
 
 
-def render_answer(answer: dict[str, Any], lang: str = LANGUAGES[0]) -> str:
-    """The chat reply for an `Answer.to_dict()`: answer sentences, then cited articles with their passages."""
+def render_answer(answer: dict[str, Any], lang: str = LANGUAGES[0], followup: bool = False) -> str:
+    """The chat reply for an `Answer.to_dict()`: answer sentences, then cited articles with their passages.
+
+    For a follow-up it first says how the question was read (joined to the previous one).
+    """
     words = TEXT[lang]
     evidence = answer.get("evidence") or []
     passages = answer.get("passages") or []
@@ -249,6 +255,8 @@ def render_answer(answer: dict[str, Any], lang: str = LANGUAGES[0]) -> str:
     sentences = [e.get("text") or "" for e in evidence]
     cited = {_article_key(c) for c in citations}
     parts = ['<div class="rag-reply">']
+    if followup:
+        parts.append(f'<p class="rag-meta rag-asked">{_e(words["asked"].format(q=answer.get("question")))}</p>')
     if answer.get("abstained"):
         parts.append(f'<p class="rag-abstain">{_e(words["abstain"])}</p>')
         if passages:
@@ -286,6 +294,14 @@ def render_error(message: str) -> str:
     return f'<div class="rag-reply"><p class="rag-error">{ERROR_PREFIX}{_e(message)}</p></div>'
 
 
+def _message_text(message: dict[str, Any]) -> str:
+    """A chat message's text, whether Gradio hands it back as a string or as a list of typed parts."""
+    content = message.get("content")
+    if isinstance(content, list):
+        content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return html.unescape(str(content or ""))
+
+
 def build_app(pipeline: Pipeline, settings: Settings) -> gr.Blocks:
     """The chat UI and the `/ask` API endpoint, both answering with the one shared pipeline."""
 
@@ -296,10 +312,10 @@ def build_app(pipeline: Pipeline, settings: Settings) -> gr.Blocks:
         except (ValueError, TypeError) as error:
             raise gr.Error(str(error)) from None
 
-    def reply(question: str, top_k: float, lang: str) -> tuple[str, bool]:
+    def reply(question: str, top_k: float, lang: str, followup: bool = False) -> tuple[str, bool]:
         """The rendered reply, or a rendered error (never a stack trace); and whether the question was answered."""
         try:
-            return render_answer(pipeline.ask(question, top_k=int(top_k)).to_dict(), lang), True
+            return render_answer(pipeline.ask(question, top_k=int(top_k)).to_dict(), lang, followup), True
         except (ValueError, TypeError) as error:
             return render_error(str(error)), False
         except Exception:  # shown to the user as a short message, logged in full for the operator
@@ -307,11 +323,17 @@ def build_app(pipeline: Pipeline, settings: Settings) -> gr.Blocks:
             return render_error(TEXT[lang]["error"]), False
 
     def respond(question: str, history: list[dict[str, Any]], top_k: float, request: gr.Request) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-        """Show the question at once, then the reply; a question that was refused goes back into the box to be edited."""
+        """Show the question at once, then the reply; a question that was refused goes back into the box to be edited.
+
+        A follow-up (那农村呢？) is asked together with the previous question; the reply says how it was read.
+        """
+        previous = next((_message_text(m) for m in reversed(history) if m.get("role") == "user"), None)
+        asked = with_context(question, previous)
         if question.strip():
             history = [*history, {"role": "user", "content": _e(question)}]
             yield "", history
-        rendered, answered = reply(question, top_k, language_of(request))
+        lang = language_of(request)
+        rendered, answered = reply(asked, top_k, lang, followup=asked != question)
         yield ("" if answered else question), [*history, {"role": "assistant", "content": rendered}]
 
     def rate(event: gr.LikeData) -> None:

@@ -325,6 +325,13 @@ def test_the_page_speaks_one_language_the_browsers(browser, served, locale) -> N
     context.close()
 
 
+def test_a_followup_is_read_with_the_previous_question(page) -> None:
+    ask_in_browser(page, CHINESE_QUESTION)
+    reply = ask_in_browser(page, "具体有哪些措施？")
+    assert reply.locator(".rag-asked").inner_text() == app.TEXT["zh"]["asked"].format(q=f"{CHINESE_QUESTION} 具体有哪些措施？")
+    assert CONSUMPTION_TITLE in reply.inner_text()
+
+
 def test_english_question_is_answered_from_the_articles(page) -> None:
     reply = ask_in_browser(page, ENGLISH_QUESTION)
     assert reply.locator(".rag-error").count() == 0
