@@ -58,6 +58,8 @@ class Settings:
     # answering
     reader: ReaderSettings = field(default_factory=ReaderSettings)
     max_question_chars: int = 500
+    # serving: how often ask() looks at the seed files' names, sizes and times (0: never) to rebuild in the background
+    seed_check_seconds: float = 5.0
 
     @classmethod
     def from_env(cls, **overrides: object) -> "Settings":

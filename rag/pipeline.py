@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from rag.answer import Answer, ReaderModel, compose, load_reader, read
 from rag.config import Settings
-from rag.corpus import load_corpus
+from rag.corpus import SEED_SUFFIXES, load_corpus
 from rag.index import BuildReport, Index, IndexUnavailable, build_index, check_fresh, corpus_fingerprint, load_index
 from rag.keywords import is_chinese
 from rag.model import encode_passages, encode_queries, load_model, model_fingerprint
@@ -52,6 +52,9 @@ class Pipeline:
         self._index: Index | None = None
         self._reader: ReaderModel | None = None
         self.notice = ""  # why answers may be out of date: a stale index served because it could not be rebuilt
+        self._seeds_seen: tuple = ()  # the seed files (name, size, mtime) the loaded index was checked against
+        self._seeds_checked = 0.0
+        self.rebuilding: threading.Thread | None = None  # a background rebuild after the seed files changed
 
     @property
     def model(self) -> SentenceTransformer:
@@ -69,15 +72,49 @@ class Pipeline:
                 self._reader = load_reader(self.settings.reader.weights)
             return self._reader
 
+    def _seed_files(self) -> tuple:
+        """Name, size and modification time of each seed file: cheap to read, changes when a file does."""
+        try:
+            files = [p for p in self.settings.seeds.iterdir() if p.suffix.lower() in SEED_SUFFIXES]
+            return tuple(sorted((p.name, st.st_size, st.st_mtime_ns) for p in files for st in [p.stat()]))
+        except OSError:
+            return ()
+
+    def watch_seeds(self) -> bool:
+        """Start a background rebuild if the seed files changed since the index was loaded (checked every few seconds).
+
+        Answers keep coming from the loaded index until the new one is switched in. True if a rebuild was started.
+        """
+        interval = self.settings.seed_check_seconds
+        with self._lock:  # one thread looks and starts the rebuild; the others go on answering
+            now = time.monotonic()
+            if not interval or now - self._seeds_checked < interval or (self.rebuilding and self.rebuilding.is_alive()):
+                return False
+            self._seeds_checked = now
+            if self._index is None or self._seed_files() == self._seeds_seen:
+                return False
+            self.rebuilding = threading.Thread(target=self._rebuild_quietly, name="rag-rebuild", daemon=True)
+        print("The seed files changed: rebuilding the index in the background…", file=sys.stderr)
+        self.rebuilding.start()
+        return True
+
+    def _rebuild_quietly(self) -> None:
+        """A background rebuild: on failure keep answering from the old index, and say why once."""
+        try:
+            self.build(progress=False)
+        except Exception as error:
+            print(f"Rebuilding the index after the seed files changed failed: {error}", file=sys.stderr)
+
     def build(self, progress: bool = True) -> BuildReport:
         """Rebuild the index from the seed folder (reusing unchanged embeddings) and load it."""
         s = self.settings
+        seen = self._seed_files()
         corpus = load_corpus(s.seeds, s.max_passage_chars)
         fingerprint = corpus_fingerprint(s.seeds, s.max_passage_chars)
         encode = partial(encode_passages, self.model, batch_size=s.batch_size, show_progress=progress)
         report = build_index(corpus, s.index, s.model, model_fingerprint(s.model), encode, fingerprint, s.max_passage_chars)
         with self._lock:
-            self._index = load_index(s.index)
+            self._index, self._seeds_seen, self.notice = load_index(s.index), seen, ""
         return report
 
     def load_index(self) -> Index:
@@ -92,7 +129,8 @@ class Pipeline:
         with self._lock:
             if self._index is None:
                 try:
-                    self._index = self.load_index()
+                    seen = self._seed_files()
+                    self._index, self._seeds_seen = self.load_index(), seen
                 except IndexUnavailable as problem:
                     print(f"{problem} Building the index now…", file=sys.stderr)
                     try:
@@ -100,7 +138,7 @@ class Pipeline:
                     except (OSError, ValueError) as error:  # a read-only folder, a full disk: serve the old index
                         if problem.reason != "stale":
                             raise
-                        self._index = load_index(self.settings.index)
+                        self._index, self._seeds_seen = load_index(self.settings.index), self._seed_files()
                         self.notice = f"{problem} It could not be rebuilt ({error}); answers come from the index as it was."
                         print(self.notice, file=sys.stderr)
             return self._index
@@ -112,6 +150,7 @@ class Pipeline:
         top_k = s.top_k if top_k is None else int(top_k)
         if not 1 <= top_k <= s.max_top_k:
             raise ValueError(f"top_k must be between 1 and {s.max_top_k}, not {top_k}.")
+        self.watch_seeds()
         index = self.ensure_index()
         model, reader = self.model, self.reader
         started = time.perf_counter()

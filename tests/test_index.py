@@ -5,6 +5,8 @@ import json
 import subprocess
 import sys
 import threading
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,7 @@ from rag.config import PROJECT_ROOT
 from rag.corpus import load_corpus
 from rag.index import BM25_DIR, CURRENT, MANIFEST, PASSAGE_INDEX, RECORDS, SENTENCE_VECTORS, IndexUnavailable, check_fresh, load_index
 from rag.model import encode_queries
+from rag.pipeline import Pipeline
 
 
 def test_index_holds_the_whole_corpus(pipeline):
@@ -222,3 +225,15 @@ def test_a_stale_index_that_cannot_be_rebuilt_is_served_with_a_notice(scratch, m
     assert not answer.abstained and "数字孪生城市是物理城市在网络空间的映射" in answer.answer
     assert "changed" in answer.notice and "Permission denied" in answer.notice
     assert answer.to_dict()["notice"] == answer.notice
+
+
+def test_a_running_pipeline_rebuilds_in_the_background_when_seeds_change(scratch):
+    pipeline = Pipeline(replace(scratch.settings, seed_check_seconds=0.01), model=scratch.model)
+    assert "量子通信" not in pipeline.ask("量子通信网络应该纳入什么规划？").answer
+    seed = scratch.settings.seeds / "003_4fcd156b4d347718.txt"
+    seed.write_text(seed.read_text(encoding="utf-8") + "\n\n量子通信网络建设应当纳入城市韧性规划。\n", encoding="utf-8")
+    time.sleep(0.02)
+    before = pipeline.ask("量子通信网络应该纳入什么规划？")  # answered at once, from the index as it was
+    assert pipeline.rebuilding is not None and "量子通信网络建设" not in before.answer
+    pipeline.rebuilding.join(timeout=120)
+    assert "量子通信网络建设应当纳入城市韧性规划。" in pipeline.ask("量子通信网络应该纳入什么规划？").answer
