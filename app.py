@@ -16,6 +16,7 @@ from typing import Any
 
 import gradio as gr
 
+from rag.answer import page_label
 from rag.build import add_settings_arguments, settings_from
 from rag.config import Settings
 from rag.followup import with_context
@@ -143,11 +144,13 @@ def _authors(article: dict[str, Any]) -> str:
 
 
 def _article_line(article: dict[str, Any], number: int | None = None) -> str:
-    """Title, authors and file of one article."""
+    """Title, authors and file (with the quoted pages of a PDF) of one article."""
     ref = f'<span class="rag-ref">[{number}]</span> ' if number is not None else ""
+    pages = page_label(article.get("pages") or ())
     return (
         f'{ref}<span class="rag-article-title">{_e(article.get("title") or "—")}</span>'
-        f' <span class="rag-meta">· {_authors(article)} · <code>{_e(article.get("source"))}</code></span>'
+        f' <span class="rag-meta">· {_authors(article)} · <code>{_e(article.get("source"))}</code>'
+        f'{", " + pages if pages else ""}</span>'
     )
 
 
@@ -161,7 +164,9 @@ def _passage(passage: dict[str, Any], sentences: Sequence[str], number: int, wor
     """One passage as a collapsed <details>, answer sentences highlighted, scores small and grey."""
     section = passage.get("section")
     supports = any(s and s in (passage.get("text") or "") for s in sentences)
-    label = words["passage"].format(n=number) + (f" · {_e(section)}" if section else "") + (" ✓" if supports else "")
+    pages = page_label(passage.get("pages") or ())
+    label = (words["passage"].format(n=number) + (f" · {_e(section)}" if section else "") + (f" · {pages}" if pages else "")
+             + (" ✓" if supports else ""))
     scores = (
         f"score {_score(passage.get('score'))} · dense {_score(passage.get('dense_score'))}"
         f" · keyword {_score(passage.get('keyword_score'))} · id <code>{_e(passage.get('id'))}</code>"
@@ -207,7 +212,9 @@ def reference(citation: dict[str, Any]) -> str:
     names = ", ".join(authors[:MAX_CITED_AUTHORS]) + (", 等" if len(authors) > MAX_CITED_AUTHORS else "")
     kind = "EB/OL" if citation.get("info_source") else "Z"  # a web page names its source; otherwise unspecified
     where = ", ".join(str(part) for part in (citation.get("info_source") or citation.get("source"), citation.get("published")) if part)
-    return f"{names + '. ' if names else ''}{citation.get('title') or '—'}[{kind}]. {where}."
+    pages = citation.get("pages") or ()
+    span = f": {min(pages)}" + (f"-{max(pages)}" if len(pages) > 1 else "") if pages else ""
+    return f"{names + '. ' if names else ''}{citation.get('title') or '—'}[{kind}]. {where}{span}."
 
 
 def plain_text(answer: dict[str, Any], lang: str = LANGUAGES[0]) -> str:

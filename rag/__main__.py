@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from rag.answer import NOT_FOUND, Answer
+from rag.answer import NOT_FOUND, Answer, page_label
 from rag.build import add_settings_arguments, settings_from
 from rag.index import IndexUnavailable
 from rag.model import ModelError
@@ -17,14 +17,18 @@ def format_answer(answer: Answer) -> str:
     lines = [NOT_FOUND if answer.abstained else answer.answer, ""]
     if answer.citations:
         lines.append("Sources:")
-        lines += [f"  - {c.title} — {'、'.join(c.authors) or 'unknown author'} ({c.source})" for c in answer.citations]
+        lines += [f"  - {c.title} — {'、'.join(c.authors) or 'unknown author'} ({_where(c.source, c.pages)})" for c in answer.citations]
         lines.append("")
     lines.append("Possibly related passages:" if answer.abstained else "Supporting passages:")
     for i, p in enumerate(answer.passages, 1):
-        lines.append(f"  [{i}] {p.article.title} ({p.article.source}) score {p.score:.3f}")
+        lines.append(f"  [{i}] {p.article.title} ({_where(p.article.source, p.pages)}) score {p.score:.3f}")
         lines.append(f"      {p.text}")
     lines.append(f"\n({answer.timings_ms['total']:.0f} ms)")
     return "\n".join(lines)
+
+
+def _where(source: str, pages: tuple[int, ...]) -> str:
+    return ", ".join(part for part in (source, page_label(pages)) if part)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -29,6 +30,7 @@ class Citation:
     article_id: str  # "<file stem>#<n>": one file may hold several articles
     info_source: str = ""  # 信息来源 where the document gives it
     published: str = ""  # 发布日期 where the document gives it
+    pages: tuple[int, ...] = ()  # pages of a PDF the answer quotes
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class Evidence:
     article_title: str
     source: str
     article_id: str
+    pages: tuple[int, ...] = ()  # pages of a PDF it is printed on
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class RetrievedPassage:
     keyword_score: float
     section: str
     article: Citation
+    pages: tuple[int, ...] = ()  # pages of a PDF it is printed on
 
 
 @dataclass(frozen=True)
@@ -199,6 +203,13 @@ def read(index: Index, hits: list[Hit], query_vector: np.ndarray, question: str,
     return choose_sentences(index, logits, rows, settings), answered, answered < threshold
 
 
+def page_label(pages: Sequence[int]) -> str:
+    """How a citation names pages: "p. 3", "pp. 3–4", or "" for formats without pages."""
+    if not pages:
+        return ""
+    return f"p. {pages[0]}" if len(pages) == 1 else f"pp. {min(pages)}–{max(pages)}"
+
+
 def quote(sentence: str, question: str, max_chars: int) -> str:
     """The sentence, or for one longer than max_chars the run of its clauses (cut at ，；：) that covers most of the question."""
     if len(sentence) <= max_chars:
@@ -218,27 +229,30 @@ def quote(sentence: str, question: str, max_chars: int) -> str:
     return sentence[best[0] : best[1]].strip()
 
 
-def _citation(index: Index, article_id: str) -> Citation:
+def _citation(index: Index, article_id: str, pages: tuple[int, ...] = ()) -> Citation:
     article = index.articles[article_id]
-    return Citation(article.title, article.authors, article.source, article.id, article.info_source, article.published)
+    return Citation(article.title, article.authors, article.source, article.id, article.info_source, article.published, pages)
 
 
 def _evidence(index: Index, row: int, score: float, question: str, max_chars: int) -> Evidence:
     passage = index.passages[index.sentences[row].passage]
     text = quote(index.sentences[row].text, question, max_chars)
-    return Evidence(text, score, passage.id, index.articles[passage.article_id].title, passage.source, passage.article_id)
+    return Evidence(text, score, passage.id, index.articles[passage.article_id].title, passage.source, passage.article_id, passage.pages)
 
 
 def _retrieved(index: Index, hit: Hit) -> RetrievedPassage:
     p = index.passages[hit.row]
-    return RetrievedPassage(p.id, p.text, hit.score, hit.dense_score, hit.keyword_score, p.section, _citation(index, p.article_id))
+    return RetrievedPassage(p.id, p.text, hit.score, hit.dense_score, hit.keyword_score, p.section,
+                            _citation(index, p.article_id), p.pages)
 
 
 def compose(index: Index, question: str, hits: list[Hit], chosen: list[tuple[int, float]], answered: float, abstained: bool,
             timings_ms: dict[str, float], max_quote_chars: int) -> Answer:
     """The Answer record: quoted sentences (none when abstaining), passages best first, distinct cited articles."""
     evidence = () if abstained else tuple(_evidence(index, row, score, question, max_quote_chars) for row, score in chosen)
-    cited = dict.fromkeys(index.passages[index.sentences[row].passage].article_id for row, _ in chosen) if evidence else {}
+    cited: dict[str, set[int]] = {}
+    for e in evidence:
+        cited.setdefault(e.article_id, set()).update(e.pages)
     return Answer(
         question=question,
         answer="".join(e.text for e in evidence),
@@ -246,6 +260,6 @@ def compose(index: Index, question: str, hits: list[Hit], chosen: list[tuple[int
         confidence=round(answered, 4),
         evidence=evidence,
         passages=tuple(_retrieved(index, h) for h in hits),
-        citations=tuple(_citation(index, a) for a in cited),
+        citations=tuple(_citation(index, a, tuple(sorted(pages))) for a, pages in cited.items()),
         timings_ms=timings_ms,
     )

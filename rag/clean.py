@@ -1,18 +1,25 @@
-"""Reading seed files and repairing their text: encodings, whitespace, web-page clutter."""
+"""Repairing extracted text: radical code points, whitespace, web-page clutter."""
 from __future__ import annotations
 
 import re
 import unicodedata
-from pathlib import Path
+from dataclasses import replace
+from typing import Iterable
 
-import charset_normalizer
+from rag.document import Block
 
-UTF8_BOM = b"\xef\xbb\xbf"
-UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
-CHINESE_FALLBACK_ENCODING = "gb18030"  # superset of GBK and GB2312
-# A decoding is rejected when more than this share of its characters are control,
-# private-use or replacement characters (what wrong guesses and random bytes produce).
-MAX_JUNK_CHAR_SHARE = 0.01
+# PDF fonts often map Chinese characters to radical code points. NFKC maps the Kangxi Radicals block
+# (U+2F00–U+2FD5); the CJK Radicals Supplement (U+2E81–U+2EF3) needs Unicode's EquivalentUnifiedIdeograph table.
+RADICAL_SUPPLEMENT = dict(pair for pair in (
+    "⺁厂 ⺂乛 ⺃乚 ⺄乙 ⺅亻 ⺆冂 ⺇𠘨 ⺈刀 ⺉刂 ⺊卜 ⺋㔾 ⺌小 ⺍小 ⺎兀 ⺏尣 ⺐尢 ⺑𡯂 ⺒巳 ⺓幺 ⺔彑 ⺕𫜹 ⺖忄 ⺗心 ⺘扌 ⺙攵 ⺛旡 "
+    "⺜日 ⺝月 ⺞歺 ⺟母 ⺠民 ⺡氵 ⺢氺 ⺣灬 ⺤爫 ⺥爫 ⺦丬 ⺧牛 ⺨犭 ⺩王 ⺪𤴔 ⺫目 ⺬示 ⺭礻 ⺮𥫗 ⺯糹 ⺰纟 ⺱罓 ⺲罒 ⺳㓁 ⺴冗 "
+    "⺵𦉫 ⺶羊 ⺷𦍌 ⺸𦍋 ⺹耂 ⺺肀 ⺻聿 ⺼肉 ⺽𦥑 ⺾艹 ⺿艹 ⻀艹 ⻁虎 ⻂衤 ⻃覀 ⻄西 ⻅见 ⻆角 ⻇𧢲 ⻈讠 ⻉贝 ⻊𧾷 ⻋车 ⻌辶 "
+    "⻍辶 ⻎辶 ⻏邑 ⻐钅 ⻑長 ⻒镸 ⻓长 ⻔门 ⻕𨸏 ⻖阝 ⻗雨 ⻘青 ⻙韦 ⻚页 ⻛风 ⻜飞 ⻝食 ⻞𩙿 ⻟飠 ⻠饣 ⻡𩠐 ⻢马 ⻣骨 ⻤鬼 "
+    "⻥鱼 ⻦鸟 ⻧卤 ⻨麦 ⻩黄 ⻪黾 ⻫斉 ⻬齐 ⻭歯 ⻮齿 ⻯竜 ⻰龙 ⻱龜 ⻲亀 ⻳龟"
+).split())
+# Two Kangxi radicals whose NFKC forms (戶, 靑) are variants: Chinese fonts draw them as 户 and 青.
+RADICAL_SUPPLEMENT.update({"\u2f3e": "户", "\u2fad": "青"})
+RADICAL = re.compile("[\u2e80-\u2fd5]")
 
 HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 # Chinese punctuation, full-width forms and the curly quotes / dashes / ellipsis used in Chinese text.
@@ -43,44 +50,9 @@ ABOUT_HEADING = re.compile(f"^关于[{HAN}A-Za-z]{{1,6}}$")
 PULL_QUOTE = re.compile(r"^[■◆●]")
 
 
-def read_text(path: Path) -> str:
-    """Decode a seed file: UTF-8 (with or without BOM), else GB18030/GBK, else a detected encoding."""
-    data = Path(path).read_bytes()
-    if data.startswith(UTF8_BOM):
-        return data[len(UTF8_BOM):].decode("utf-8")
-    if data.startswith(UTF16_BOMS):
-        return data.decode("utf-16")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as utf8_error:
-        first_error = utf8_error
-    for text in (_try_decode(data, CHINESE_FALLBACK_ENCODING), _detected_decode(data)):
-        if text is not None and _looks_like_text(text):
-            return text
-    raise UnicodeDecodeError(
-        "utf-8", data, first_error.start, first_error.end,
-        f"{Path(path).name}: not UTF-8, GB18030/GBK or another detectable text encoding",
-    )
-
-
-def _try_decode(data: bytes, encoding: str) -> str | None:
-    try:
-        return data.decode(encoding)
-    except UnicodeDecodeError:
-        return None
-
-
-def _detected_decode(data: bytes) -> str | None:
-    best = charset_normalizer.from_bytes(data).best()
-    return None if best is None else str(best)
-
-
-def _looks_like_text(text: str) -> bool:
-    junk = sum(
-        1 for ch in text
-        if ch == "\ufffd" or (unicodedata.category(ch) in ("Cc", "Co") and ch not in "\t\n\r\f")
-    )
-    return junk <= MAX_JUNK_CHAR_SHARE * max(len(text), 1)
+def repair_radicals(text: str) -> str:
+    """Radical code points (⼀ ⼈ ⻓ ⾼) → the ideographs they stand for (一 人 长 高)."""
+    return RADICAL.sub(lambda m: RADICAL_SUPPLEMENT.get(m.group(), unicodedata.normalize("NFKC", m.group())), text)
 
 
 def collapse_whitespace(line: str) -> str:
@@ -142,22 +114,23 @@ def is_clutter(line: str) -> bool:
     return any(pattern.search(line) for pattern in CLUTTER_PATTERNS)
 
 
-def clean_lines(text: str) -> list[str]:
-    """Split into whitespace-collapsed, non-empty lines without clutter, about-blocks or pull-quotes."""
-    kept: list[str] = []
+def clean_lines(blocks: Iterable[Block]) -> list[Block]:
+    """One block per non-empty, repaired, whitespace-collapsed line, without clutter, about-blocks or pull-quotes."""
+    kept: list[Block] = []
     previous_was_clutter = False
     in_about_block = False
-    for raw in text.splitlines():
-        line = collapse_whitespace(raw)
-        if not line:
-            continue
-        if is_clutter(line):
-            previous_was_clutter, in_about_block = True, False
-            continue
-        if previous_was_clutter and ABOUT_HEADING.match(line):
-            in_about_block = True
-        previous_was_clutter = False
-        if in_about_block or PULL_QUOTE.match(line):
-            continue
-        kept.append(line)
+    for block in blocks:
+        for raw in block.text.splitlines():
+            line = collapse_whitespace(repair_radicals(raw))
+            if not line:
+                continue
+            if is_clutter(line):
+                previous_was_clutter, in_about_block = True, False
+                continue
+            if previous_was_clutter and ABOUT_HEADING.match(line):
+                in_about_block = True
+            previous_was_clutter = False
+            if in_about_block or PULL_QUOTE.match(line):
+                continue
+            kept.append(replace(block, text=line))
     return kept

@@ -1,6 +1,6 @@
 """From seed files to articles, passages and sentences (the corpus the rest of the app reads).
 
-A seed file is decoded and cleaned (rag.clean), then its lines are classified:
+A seed file is read by the reader for its format (rag.readers) and cleaned (rag.clean), then its lines are classified:
 author lines ("□…"), author notes ("(作者系…)", "【作者:…】"), publication info
 ("信息来源:", "发布日期:"), markdown headings, column-label pinyin and ordinary text.
 Each author line, or a lone 2–4 character name right after a title, marks an article
@@ -15,18 +15,19 @@ from __future__ import annotations
 import logging
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
 import jieba
 
-from rag.clean import HAN, HAN_CHAR, clean_lines, join_lines, read_text, squeeze_cjk_spaces
+from rag.clean import HAN, HAN_CHAR, clean_lines, join_lines, squeeze_cjk_spaces
 from rag.config import Settings
+from rag.document import Document, UnreadableDocument
+from rag.readers import SUFFIXES, is_document, read_document
 
 log = logging.getLogger(__name__)
 
-SEED_SUFFIXES = (".txt", ".md")
 DEFAULT_MAX_PASSAGE_CHARS = Settings.max_passage_chars  # 480
 
 SENTENCE_END = "。！？；!?;…"
@@ -74,6 +75,7 @@ NUMBERED_HEADING_RE = re.compile(r"^(?:[一二三四五六七八九十]+、|[（
 FUNCTION_CHARS = frozenset("的和与及或并而在对把被从向将之为以于其等")
 SHORT_CLAUSE_MAX_CHARS = 3  # "点，是产业链…": a next line opening with a clause this short continues the line
 BOUNDARY_WINDOW_CHARS = 4
+PAGE_PROBE_CHARS = 12  # the opening of a page's first line, found again in the joined paragraph
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,7 @@ class Passage:
     paragraph: int  # 1-based paragraph number in the article
     text: str  # cleaned paragraph text (or a part of a long paragraph)
     sentences: tuple[str, ...]  # in order; each a substring of text
+    pages: tuple[int, ...] = ()  # pages it is printed on, for formats with pages (PDF)
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,7 @@ class Corpus:
     articles: tuple[Article, ...]
     passages: tuple[Passage, ...]
     files: tuple[str, ...]  # file names read
-    skipped: tuple[str, ...]  # file names skipped (undecodable)
+    skipped: tuple[str, ...]  # file names skipped (unreadable, undecodable, encrypted, damaged, no text)
 
 
 # ---------------------------------------------------------------- sentences
@@ -158,17 +161,20 @@ def _append_stripped(pieces: list[str], piece: str) -> None:
 
 @dataclass(frozen=True)
 class _Line:
-    kind: str  # "text", "heading" (markdown), "author", "note", "meta", "pinyin", "title"
+    kind: str  # "text", "heading" (markdown or the document's structure), "author", "note", "meta", "pinyin", "title"
     text: str
     names: tuple[str, ...] = ()
+    page: int = 0
 
 
 def _split_names(text: str) -> tuple[str, ...]:
     return tuple(name for name in NAME_SEPARATORS.split(text.strip()) if name)
 
 
-def _classify(line: str) -> list[_Line]:
+def _classify(line: str, heading: bool = False) -> list[_Line]:
     """One cleaned line → one or two classified lines (a glued note or metadata is split off)."""
+    if heading:
+        return [_Line("heading", line)]
     if match := AUTHOR_MARK_RE.match(line):
         return [_Line("author", line, _split_names(match.group(1)))]
     if match := AUTHOR_LABEL_RE.match(line):
@@ -437,29 +443,57 @@ def _is_terminated(text: str) -> bool:
     return bool(stripped) and stripped[-1] in SENTENCE_END + "：:"
 
 
-def _blocks(body: list[_Line]) -> list[tuple[str, str]]:
-    """Body lines → [("heading" | "paragraph", text)]: lines broken mid-sentence are joined."""
-    blocks: list[tuple[str, str]] = []
-    current = ""
+# A block of an article: ("heading" | "paragraph", text, (offset, page) where each of its pages starts).
+_TextBlock = tuple[str, str, tuple[tuple[int, int], ...]]
+
+
+def _blocks(body: list[_Line]) -> list[_TextBlock]:
+    """Body lines → headings and paragraphs: lines broken mid-sentence are joined."""
+    blocks: list[_TextBlock] = []
+    current: list[_Line] = []
     for i, line in enumerate(body):
         next_line = body[i + 1] if i + 1 < len(body) else None
         strong_heading = line.kind == "heading" or (
             NUMBERED_HEADING_RE.match(line.text) and _is_unterminated_short(line.text)
         )
         if current and strong_heading:
-            blocks.append(("paragraph", current))
-            current = ""
-        if current:
-            current = join_lines(current, line.text)
-        elif _is_heading(line, next_line):
-            blocks.append(("heading", _title_text(line.text)))
+            blocks.append(_paragraph(current))
+            current = []
+        if not current and _is_heading(line, next_line):
+            blocks.append(("heading", _title_text(line.text), ()))
             continue
-        else:
-            current = line.text
-        if _is_terminated(current) or next_line is None:
-            blocks.append(("paragraph", current))
-            current = ""
-    return [(kind, text if kind == "heading" else squeeze_cjk_spaces(text)) for kind, text in blocks]
+        current.append(line)
+        if _is_terminated(current[-1].text) or next_line is None:
+            blocks.append(_paragraph(current))
+            current = []
+    return blocks
+
+
+def _paragraph(lines: list[_Line]) -> _TextBlock:
+    text = ""
+    for line in lines:
+        text = join_lines(text, line.text)
+    text = squeeze_cjk_spaces(text)
+    return "paragraph", text, _page_marks(text, lines)
+
+
+def _page_marks(text: str, lines: list[_Line]) -> tuple[tuple[int, int], ...]:
+    """(offset in text, page) where the lines of each page start; () for text without pages."""
+    if not lines[0].page:
+        return ()
+    marks = [(0, lines[0].page)]
+    for line in lines[1:]:
+        if line.page != marks[-1][1]:
+            at = text.find(squeeze_cjk_spaces(line.text)[:PAGE_PROBE_CHARS], marks[-1][0])
+            if at > marks[-1][0]:
+                marks.append((at, line.page))
+    return tuple(marks)
+
+
+def _pages_between(marks: tuple[tuple[int, int], ...], start: int, end: int) -> tuple[int, ...]:
+    """The pages a span [start, end) of a paragraph is printed on."""
+    pages = [page for offset, page in marks if offset <= start][-1:] + [page for offset, page in marks if start < offset < end]
+    return tuple(sorted(set(pages)))
 
 
 # ---------------------------------------------------------------- passages
@@ -510,12 +544,12 @@ def _parts(paragraph: str, max_chars: int) -> list[list[tuple[int, int]]]:
     return parts
 
 
-def passages_of(article: Article, blocks: list[tuple[str, str]], max_chars: int) -> list[Passage]:
-    """Passages of an article from its ("heading" | "paragraph", text) blocks: headings become sections."""
+def passages_of(article: Article, blocks: list[_TextBlock], max_chars: int) -> list[Passage]:
+    """Passages of an article from its heading and paragraph blocks: headings become sections."""
     passages = []
     section = ""
     paragraph_no = 0
-    for kind, text in blocks:
+    for kind, text, marks in blocks:
         if kind == "heading":
             section = text
             continue
@@ -531,6 +565,7 @@ def passages_of(article: Article, blocks: list[tuple[str, str]], max_chars: int)
                     paragraph=paragraph_no,
                     text=text[start:end],
                     sentences=tuple(text[a:b] for a, b in part),
+                    pages=_pages_between(marks, start, end),
                 )
             )
     return passages
@@ -539,12 +574,12 @@ def passages_of(article: Article, blocks: list[tuple[str, str]], max_chars: int)
 # ---------------------------------------------------------------- files
 
 
-def _derived_title(blocks: list[tuple[str, str]]) -> str:
+def _derived_title(blocks: list[_TextBlock]) -> str:
     """First heading, else the first sentence (trimmed at a comma near DERIVED_TITLE_MAX_CHARS)."""
-    for kind, text in blocks:
+    for kind, text, _ in blocks:
         if kind == "heading":
             return text
-    for _, text in blocks:
+    for _, text, _ in blocks:
         sentence = split_sentences(text)[0].rstrip(SENTENCE_END + CLOSERS)
         if len(sentence) <= DERIVED_TITLE_MAX_CHARS:
             return sentence
@@ -555,21 +590,31 @@ def _derived_title(blocks: list[tuple[str, str]]) -> str:
 
 
 def parse_file(path: Path, max_passage_chars: int = DEFAULT_MAX_PASSAGE_CHARS) -> tuple[list[Article], list[Passage]]:
-    """Articles and passages of one seed file (raises UnicodeDecodeError if it cannot be decoded)."""
+    """Articles and passages of one file (raises UnreadableDocument, UnicodeDecodeError or OSError if it cannot be read)."""
     path = Path(path)
-    lines = [classified for line in clean_lines(read_text(path)) for classified in _classify(line)]
+    document = read_document(path)
+    lines = [
+        replace(classified, page=block.page)
+        for block in clean_lines(document.blocks)
+        for classified in _classify(block.text, block.heading)
+    ]
+    drafts = _drafts(lines)
+    if not drafts:
+        raise UnreadableDocument("no text in it (a scanned PDF needs OCR first)" if path.suffix.lower() == ".pdf" else "no text in it")
     articles: list[Article] = []
     passages: list[Passage] = []
-    for n, draft in enumerate(_drafts(lines), start=1):
+    for n, draft in enumerate(drafts, start=1):
         blocks = _blocks(draft.body)
+        # The format's own metadata names a file's only article where its text does not.
+        known = document if len(drafts) == 1 else Document(())
         article = Article(
             id=f"{path.stem}#{n}",
-            title=draft.title or _derived_title(blocks) or path.stem,
-            authors=draft.authors,
+            title=draft.title or known.title or _derived_title(blocks) or path.stem,
+            authors=draft.authors or known.authors,
             source=path.name,
             author_note=" ".join(draft.notes),
             info_source=draft.meta.get("信息来源") or draft.meta.get("来源", ""),
-            published=draft.meta.get("发布日期") or draft.meta.get("发布时间", ""),
+            published=draft.meta.get("发布日期") or draft.meta.get("发布时间", "") or known.published,
         )
         articles.append(article)
         passages.extend(passages_of(article, blocks, max_passage_chars))
@@ -577,13 +622,13 @@ def parse_file(path: Path, max_passage_chars: int = DEFAULT_MAX_PASSAGE_CHARS) -
 
 
 def load_corpus(seeds_dir: Path, max_passage_chars: int = DEFAULT_MAX_PASSAGE_CHARS) -> Corpus:
-    """Read every .txt/.md file in seeds_dir (sorted by name) into articles and passages."""
+    """Read every supported file in seeds_dir (sorted by name) into articles and passages; unreadable ones are skipped."""
     seeds_dir = Path(seeds_dir)
     if not seeds_dir.is_dir():
         raise FileNotFoundError(f"Seeds folder not found: {seeds_dir}")
-    paths = sorted(p for p in seeds_dir.iterdir() if p.is_file() and p.suffix.lower() in SEED_SUFFIXES)
+    paths = sorted(p for p in seeds_dir.iterdir() if is_document(p))
     if not paths:
-        raise FileNotFoundError(f"No .txt or .md files in seeds folder: {seeds_dir}")
+        raise FileNotFoundError(f"No supported documents ({', '.join(SUFFIXES)}) in seeds folder: {seeds_dir}")
     articles: list[Article] = []
     passages: list[Passage] = []
     files: list[str] = []
@@ -593,6 +638,10 @@ def load_corpus(seeds_dir: Path, max_passage_chars: int = DEFAULT_MAX_PASSAGE_CH
             file_articles, file_passages = parse_file(path, max_passage_chars)
         except UnicodeDecodeError as error:
             log.warning("Skipping %s: cannot decode it (%s)", path.name, error.reason)
+            skipped.append(path.name)
+            continue
+        except UnreadableDocument as error:
+            log.warning("Skipping %s: %s", path.name, error)
             skipped.append(path.name)
             continue
         except OSError as error:  # unreadable (permissions, a dangling link): the other files still count

@@ -21,10 +21,12 @@ import numpy as np
 import rag.clean
 import rag.corpus
 import rag.keywords
-from rag.corpus import SEED_SUFFIXES, Article, Corpus, Passage
+import rag.readers
+from rag.corpus import Article, Corpus, Passage
+from rag.readers import is_document
 from rag.keywords import tokens
 
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 CURRENT = "CURRENT"  # names the active build folder inside the index folder; replaced atomically
 LOCK = ".lock"  # held by the one process that builds and switches; readers never take it
 BUILD_NAME = re.compile(r"^build-[\w.-]+$")
@@ -90,10 +92,11 @@ def passage_text_for_embedding(passage: Passage, article: Article) -> str:
 
 
 def fingerprint(max_passage_chars: int, parts: Iterable[bytes] = ()) -> str:
-    """A hash of the format, the passage bound, the code that cleans, splits and tokenises, and the given parts."""
+    """A hash of the format, the passage bound, the code that reads, cleans, splits and tokenises, and the given parts."""
     digest = hashlib.sha256(f"v{FORMAT_VERSION}:{max_passage_chars}".encode())
-    for module in (rag.clean, rag.corpus, rag.keywords):
-        digest.update(Path(module.__file__).read_bytes())
+    readers = sorted(Path(rag.readers.__file__).parent.glob("*.py"))
+    for path in [Path(module.__file__) for module in (rag.clean, rag.corpus, rag.keywords)] + readers:
+        digest.update(path.read_bytes())
     for part in parts:
         digest.update(part)
     return digest.hexdigest()[:16]
@@ -101,7 +104,7 @@ def fingerprint(max_passage_chars: int, parts: Iterable[bytes] = ()) -> str:
 
 def corpus_fingerprint(seeds: Path, max_passage_chars: int) -> str:
     """A hash of the seed files, the splitting setting and the splitting code: it changes when the corpus would."""
-    files = sorted(p for p in Path(seeds).iterdir() if p.suffix.lower() in SEED_SUFFIXES and p.is_file())
+    files = sorted(p for p in Path(seeds).iterdir() if is_document(p))
     return fingerprint(max_passage_chars, (path.name.encode() + b"\0" + _bytes_or_mark(path) + b"\0" for path in files))
 
 
@@ -306,7 +309,7 @@ def load_index(index_dir: Path) -> Index:
         _verify(build, manifest)
         records = json.loads((build / RECORDS).read_text(encoding="utf-8"))
         articles = {a["id"]: Article(**{**a, "authors": tuple(a["authors"])}) for a in records["articles"]}
-        passages = tuple(Passage(**{**p, "sentences": tuple(p["sentences"])}) for p in records["passages"])
+        passages = tuple(Passage(**{**p, "sentences": tuple(p["sentences"]), "pages": tuple(p["pages"])}) for p in records["passages"])
         sentences, ranges = [], []
         for row, p in enumerate(passages):
             start = len(sentences)

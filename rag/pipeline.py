@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING
 
 from rag.answer import Answer, ReaderModel, compose, load_reader, read
 from rag.config import Settings
-from rag.corpus import SEED_SUFFIXES, load_corpus
+from rag.corpus import load_corpus
 from rag.index import BuildReport, Index, IndexUnavailable, build_index, check_fresh, corpus_fingerprint, load_index
 from rag.keywords import is_chinese
 from rag.model import encode_passages, encode_queries, load_model, model_fingerprint
+from rag.readers import SUFFIXES
 from rag.retrieve import retrieve
 
 MIN_WORD_CHARS = 2  # a question without Chinese needs at least this many letters or digits
@@ -75,7 +76,7 @@ class Pipeline:
     def _seed_files(self) -> tuple:
         """Name, size and modification time of each seed file: cheap to read, changes when a file does."""
         try:
-            files = [p for p in self.settings.seeds.iterdir() if p.suffix.lower() in SEED_SUFFIXES]
+            files = [p for p in self.settings.seeds.iterdir() if p.suffix.lower() in SUFFIXES]
             return tuple(sorted((p.name, st.st_size, st.st_mtime_ns) for p in files for st in [p.stat()]))
         except OSError:
             return ()

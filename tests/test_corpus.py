@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.clean import read_text, squeeze_cjk_spaces
+from rag.clean import squeeze_cjk_spaces
+from rag.readers.text import read_text
 from rag.config import Settings
 from rag.corpus import Corpus, load_corpus, split_sentences
 
@@ -221,7 +222,7 @@ def test_missing_or_empty_folder_raises(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="not found"):
         load_corpus(tmp_path / "nope")
     (tmp_path / "notes.csv").write_text("x", encoding="utf-8")
-    with pytest.raises(FileNotFoundError, match="No .txt or .md"):
+    with pytest.raises(FileNotFoundError, match="No supported documents"):
         load_corpus(tmp_path)
 
 
