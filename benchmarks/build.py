@@ -1,4 +1,4 @@
-"""Index build benchmark: cold build, throughput against the model's raw encode, incremental rebuilds, peak memory.
+"""Index build benchmark: extraction per format, cold build, throughput against the raw encode, incremental rebuilds, memory.
 
 Run by hand: `python -m benchmarks.build`; works on copies of seeds/ in a temporary folder, prints a table.
 """
@@ -11,13 +11,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from rag.config import Settings
-from rag.corpus import load_corpus
+from rag.config import PROJECT_ROOT, Settings
+from rag.corpus import load_corpus, parse_file
 from rag.index import passage_text_for_embedding
 from rag.model import encode_passages, load_model
 from rag.pipeline import Pipeline
 
 CHANGED_FILE = "003_4fcd156b4d347718.txt"
+DOCUMENTS = PROJECT_ROOT / "tests" / "fixtures" / "documents"
+FORMAT_SAMPLES = ("two_column.pdf", "notice.docx", "gov_page.html")
+EXTRACTION_REPEATS = 5
 
 
 def timed(fn) -> tuple[float, object]:
@@ -25,6 +28,20 @@ def timed(fn) -> tuple[float, object]:
     started = time.perf_counter()
     result = fn()
     return time.perf_counter() - started, result
+
+
+def extraction_rows(seeds: Path) -> list[tuple[str, str, str]]:
+    """Seconds per file to read and split one file of each format (the mean of a few runs), with pages/s for PDF."""
+    samples = [sorted(seeds.glob("*.txt"))[0]] + [DOCUMENTS / name for name in FORMAT_SAMPLES]
+    rows = []
+    for path in samples:
+        seconds, (_, passages) = timed(lambda: [parse_file(path) for _ in range(EXTRACTION_REPEATS)][-1])
+        per_file = seconds / EXTRACTION_REPEATS
+        pages = max((page for p in passages for page in p.pages), default=0)
+        rate = f"{pages / per_file:.1f} pages/s" if pages else f"{1 / per_file:.1f} files/s"
+        chars = sum(len(p.text) for p in passages)
+        rows.append((f"extract {path.suffix} ({path.name})", f"{per_file * 1000:.0f} ms/file", f"{rate}, {chars / per_file / 1000:.0f}k chars/s"))
+    return rows
 
 
 def main() -> int:
@@ -48,7 +65,7 @@ def main() -> int:
     raw_seconds, _ = timed(lambda: encode_passages(model, texts, batch_size=settings.batch_size))
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-    rows = [
+    rows = extraction_rows(settings.seeds) + [
         ("model load", f"{load_seconds:.1f} s", ""),
         ("cold build", f"{cold_seconds:.1f} s", f"{cold.passages} passages + {cold.sentences} sentences embedded"),
         ("build throughput", f"{cold.passages / cold_seconds:.1f} passages/s", f"{(cold.passages + cold.sentences) / cold_seconds:.1f} texts/s"),

@@ -10,7 +10,7 @@ from rag.document import Block
 
 # PDF fonts often map Chinese characters to radical code points. NFKC maps the Kangxi Radicals block
 # (U+2F00–U+2FD5); the CJK Radicals Supplement (U+2E81–U+2EF3) needs Unicode's EquivalentUnifiedIdeograph table.
-RADICAL_SUPPLEMENT = dict(pair for pair in (
+RADICAL_IDEOGRAPHS = dict(pair for pair in (
     "⺁厂 ⺂乛 ⺃乚 ⺄乙 ⺅亻 ⺆冂 ⺇𠘨 ⺈刀 ⺉刂 ⺊卜 ⺋㔾 ⺌小 ⺍小 ⺎兀 ⺏尣 ⺐尢 ⺑𡯂 ⺒巳 ⺓幺 ⺔彑 ⺕𫜹 ⺖忄 ⺗心 ⺘扌 ⺙攵 ⺛旡 "
     "⺜日 ⺝月 ⺞歺 ⺟母 ⺠民 ⺡氵 ⺢氺 ⺣灬 ⺤爫 ⺥爫 ⺦丬 ⺧牛 ⺨犭 ⺩王 ⺪𤴔 ⺫目 ⺬示 ⺭礻 ⺮𥫗 ⺯糹 ⺰纟 ⺱罓 ⺲罒 ⺳㓁 ⺴冗 "
     "⺵𦉫 ⺶羊 ⺷𦍌 ⺸𦍋 ⺹耂 ⺺肀 ⺻聿 ⺼肉 ⺽𦥑 ⺾艹 ⺿艹 ⻀艹 ⻁虎 ⻂衤 ⻃覀 ⻄西 ⻅见 ⻆角 ⻇𧢲 ⻈讠 ⻉贝 ⻊𧾷 ⻋车 ⻌辶 "
@@ -18,7 +18,7 @@ RADICAL_SUPPLEMENT = dict(pair for pair in (
     "⻥鱼 ⻦鸟 ⻧卤 ⻨麦 ⻩黄 ⻪黾 ⻫斉 ⻬齐 ⻭歯 ⻮齿 ⻯竜 ⻰龙 ⻱龜 ⻲亀 ⻳龟"
 ).split())
 # Two Kangxi radicals whose NFKC forms (戶, 靑) are variants: Chinese fonts draw them as 户 and 青.
-RADICAL_SUPPLEMENT.update({"\u2f3e": "户", "\u2fad": "青"})
+RADICAL_IDEOGRAPHS.update({"\u2f3e": "户", "\u2fad": "青"})
 RADICAL = re.compile("[\u2e80-\u2fd5]")
 
 HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
@@ -52,7 +52,7 @@ PULL_QUOTE = re.compile(r"^[■◆●]")
 
 def repair_radicals(text: str) -> str:
     """Radical code points (⼀ ⼈ ⻓ ⾼) → the ideographs they stand for (一 人 长 高)."""
-    return RADICAL.sub(lambda m: RADICAL_SUPPLEMENT.get(m.group(), unicodedata.normalize("NFKC", m.group())), text)
+    return RADICAL.sub(lambda m: RADICAL_IDEOGRAPHS.get(m.group(), unicodedata.normalize("NFKC", m.group())), text)
 
 
 def collapse_whitespace(line: str) -> str:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 import math
 import re
+import statistics
+import unicodedata
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -23,7 +25,7 @@ import jieba
 
 from rag.clean import HAN, HAN_CHAR, clean_lines, join_lines, squeeze_cjk_spaces
 from rag.config import Settings
-from rag.document import Document, UnreadableDocument
+from rag.document import Block, Document, UnreadableDocument
 from rag.readers import SUFFIXES, is_document, read_document
 
 log = logging.getLogger(__name__)
@@ -56,16 +58,21 @@ COMMON_SURNAMES = frozenset(
 COMPOUND_SURNAMES = ("欧阳", "司马", "诸葛", "上官", "东方", "皇甫", "尉迟", "公孙", "慕容", "令狐", "司徒", "夏侯", "长孙", "宇文", "端木")
 
 AUTHOR_MARK_RE = re.compile(r"^□\s*(.+)$")
-AUTHOR_LABEL_RE = re.compile(r"^作者\s*[:：]\s*(.+)$")
+AUTHOR_LABEL_RE = re.compile(r"^(?:作者|发文单位|发文机关)\s*[:：]\s*(.+)$")  # a notice names its issuer as its author
 NAME_SEPARATORS = re.compile(r"[\s、，,；;]+")
 NOTE_PATTERN = r"[（(【]\s*作者(?:[均皆都]?[系为是]|简介|单位|\s*[:：])[^（）()【】]*[)）】]"
 NOTE_RE = re.compile(f"^{NOTE_PATTERN}$")
+NOTE_OPEN_RE = re.compile(r"^[（(【]\s*作者[^（）()【】]*$")  # a note a narrow column broke over lines
+NOTE_MAX_LINES = 4
 GLUED_NOTE_RE = re.compile(f"^(.*?\\S)\\s*({NOTE_PATTERN})$")
 NOTE_AUTHOR_RE = re.compile(r"作者\s*[:：]\s*([^】)）]*?)\s*(?:单位|$|】|[)）])")
-META_LABEL_RE = re.compile(r"(信息来源|来源|发布日期|发布时间)\s*[:：]\s*")
+# Publication fields of web pages and notices; page-view counters share their line and are cut off, unused.
+META_LABEL_RE = re.compile(r"(信息来源|来源|发布日期|发布时间|成文日期|发文字号|浏览次数|点击次数|阅读次数|访问量)\s*[:：]\s*")
+PUBLISHED_LABELS = ("发布日期", "发布时间", "成文日期")
+CHINESE_DATE_RE = re.compile(r"(\d{4})\s*年\s*(\d{1,2})\s*月\s*(\d{1,2})\s*日")
 META_LINE_MAX_CHARS = 160
 # Words before publication info on its line are the title ("…若干思考信息来源:…"); bare 来源 only at line start.
-META_LINE_RE = re.compile(r"^(?:(?P<title>[^。！？；!?;]{0,60}?)\s*(?=(?:信息来源|发布日期|发布时间)\s*[:：])|(?=来源\s*[:：]))")
+META_LINE_RE = re.compile(r"^(?:(?=(?:来源|发文字号)\s*[:：])|(?P<title>[^。！？；!?;]{0,60}?)\s*(?=(?:信息来源|发布日期|发布时间|成文日期)\s*[:：]))")
 # In an author note a space stays only before a field ("… 单位:…", "… 本文系…").
 NOTE_FIELD_SPACE_RE = re.compile(r"\s+(?=[^\s:：]{1,4}[:：]|本文)")
 MARKDOWN_HEADING_RE = re.compile(r"^#{1,6}\s+(.+?)\s*#*$")
@@ -75,6 +82,9 @@ NUMBERED_HEADING_RE = re.compile(r"^(?:[一二三四五六七八九十]+、|[（
 FUNCTION_CHARS = frozenset("的和与及或并而在对把被从向将之为以于其等")
 SHORT_CLAUSE_MAX_CHARS = 3  # "点，是产业链…": a next line opening with a clause this short continues the line
 BOUNDARY_WINDOW_CHARS = 4
+# Text wrapped at a narrow column (PDF) has most lines the same width; a line that fills the column
+# continues on the next one and is never a heading. Width counts a CJK character as 1, a Latin one as 1/2.
+FULL_LINE_SHARE = 0.9
 PAGE_PROBE_CHARS = 12  # the opening of a page's first line, found again in the joined paragraph
 
 
@@ -427,11 +437,26 @@ def _is_broken_line(line: str, next_line: str) -> bool:
     return False
 
 
-def _is_heading(line: _Line, next_line: _Line | None) -> bool:
+def _width(text: str) -> float:
+    return sum(1 if unicodedata.east_asian_width(ch) in "WF" else 0.5 for ch in text)
+
+
+def _column_width(lines: list[_Line]) -> float:
+    """The width text lines are wrapped at, when they are wrapped at a heading-short column; else 0."""
+    widths = [_width(line.text) for line in lines if line.kind == "text"]
+    if len(widths) < 4:
+        return 0.0
+    upper_quartile = statistics.quantiles(widths, n=4)[2]
+    return upper_quartile if upper_quartile <= HEADING_MAX_CHARS else 0.0
+
+
+def _is_heading(line: _Line, next_line: _Line | None, column_width: float = 0.0) -> bool:
     if line.kind == "heading":
         return True
     text = line.text
     if next_line is None or not _is_unterminated_short(text):
+        return False
+    if column_width and _width(text) >= FULL_LINE_SHARE * column_width:
         return False
     if NUMBERED_HEADING_RE.match(text):
         return True
@@ -447,8 +472,8 @@ def _is_terminated(text: str) -> bool:
 _TextBlock = tuple[str, str, tuple[tuple[int, int], ...]]
 
 
-def _blocks(body: list[_Line]) -> list[_TextBlock]:
-    """Body lines → headings and paragraphs: lines broken mid-sentence are joined."""
+def _blocks(body: list[_Line], column_width: float = 0.0) -> list[_TextBlock]:
+    """Body lines → headings and paragraphs: lines broken mid-sentence (or filling a column) are joined."""
     blocks: list[_TextBlock] = []
     current: list[_Line] = []
     for i, line in enumerate(body):
@@ -459,7 +484,7 @@ def _blocks(body: list[_Line]) -> list[_TextBlock]:
         if current and strong_heading:
             blocks.append(_paragraph(current))
             current = []
-        if not current and _is_heading(line, next_line):
+        if not current and _is_heading(line, next_line, column_width):
             blocks.append(("heading", _title_text(line.text), ()))
             continue
         current.append(line)
@@ -589,22 +614,45 @@ def _derived_title(blocks: list[_TextBlock]) -> str:
     return ""
 
 
+def _iso_date(text: str) -> str:
+    """"2025年5月20日" → "2025-05-20"; other forms as they are."""
+    return CHINESE_DATE_RE.sub(lambda m: f"{m[1]}-{int(m[2]):02d}-{int(m[3]):02d}", text)
+
+
+def _join_broken_notes(blocks: list[Block]) -> list[Block]:
+    """Join an author note "（作者系…" that goes on over the next few lines into one line."""
+    joined: list[Block] = []
+    i = 0
+    while i < len(blocks):
+        block = blocks[i]
+        if NOTE_OPEN_RE.match(block.text):
+            for j in range(i + 1, min(i + NOTE_MAX_LINES, len(blocks))):
+                text = "".join(b.text for b in blocks[i: j + 1])
+                if NOTE_RE.match(text):
+                    block, i = replace(block, text=text), j
+                    break
+        joined.append(block)
+        i += 1
+    return joined
+
+
 def parse_file(path: Path, max_passage_chars: int = DEFAULT_MAX_PASSAGE_CHARS) -> tuple[list[Article], list[Passage]]:
     """Articles and passages of one file (raises UnreadableDocument, UnicodeDecodeError or OSError if it cannot be read)."""
     path = Path(path)
     document = read_document(path)
     lines = [
         replace(classified, page=block.page)
-        for block in clean_lines(document.blocks)
+        for block in _join_broken_notes(clean_lines(document.blocks))
         for classified in _classify(block.text, block.heading)
     ]
     drafts = _drafts(lines)
+    column_width = _column_width(lines)
     if not drafts:
         raise UnreadableDocument("no text in it (a scanned PDF needs OCR first)" if path.suffix.lower() == ".pdf" else "no text in it")
     articles: list[Article] = []
     passages: list[Passage] = []
     for n, draft in enumerate(drafts, start=1):
-        blocks = _blocks(draft.body)
+        blocks = _blocks(draft.body, column_width)
         # The format's own metadata names a file's only article where its text does not.
         known = document if len(drafts) == 1 else Document(())
         article = Article(
@@ -614,7 +662,7 @@ def parse_file(path: Path, max_passage_chars: int = DEFAULT_MAX_PASSAGE_CHARS) -
             source=path.name,
             author_note=" ".join(draft.notes),
             info_source=draft.meta.get("信息来源") or draft.meta.get("来源", ""),
-            published=draft.meta.get("发布日期") or draft.meta.get("发布时间", "") or known.published,
+            published=_iso_date(next((draft.meta[label] for label in PUBLISHED_LABELS if draft.meta.get(label)), known.published)),
         )
         articles.append(article)
         passages.extend(passages_of(article, blocks, max_passage_chars))
