@@ -1,8 +1,9 @@
-"""Gradio chat over the policy articles: `python app.py [--host H] [--port P] [--seeds DIR] [--index DIR] [--model M] [--share]`."""
+"""Gradio chat over the policy articles, and their knowledge base: `python app.py [--host H] [--port P] [--read-only] …`."""
 from __future__ import annotations
 
 import argparse
 import html
+import ipaddress
 import json
 import logging
 import os
@@ -17,12 +18,15 @@ from typing import Any
 import gradio as gr
 
 from rag.answer import page_label
+from rag.auth import load_users, verify
 from rag.build import add_settings_arguments, settings_from
 from rag.config import Settings
 from rag.followup import with_context
-from rag.index import IndexUnavailable
+from rag.index import Index, IndexUnavailable
+from rag.library import add_document, documents, remove_document
 from rag.model import ModelError
 from rag.pipeline import Pipeline
+from rag.readers import SUFFIXES
 
 log = logging.getLogger("app")
 
@@ -42,6 +46,12 @@ TEXT = {
         "abstain": "这些文章没有回答这个问题。", "sources": "来源", "related": "可能相关的段落",
         "other": "其他检索到的段落", "passage": "段落 {n}", "references": "参考文献：", "error": "出错了，请稍后再试。",
         "asked": "按上文理解为：{q}",
+        "tab_chat": "问答", "tab_library": "知识库", "col_title": "标题", "col_authors": "作者", "col_file": "文件",
+        "col_date": "日期", "col_passages": "段落", "open_hint": "点击一行，查看文章全文（上一个回答引用的句子会标出）。",
+        "upload": "添加文件（PDF、Word、网页、文本）", "add": "添加到知识库", "remove_choice": "要移除的文件",
+        "remove": "移除", "added": "已添加：{names}。", "rejected": "未添加：{reasons}。", "removed": "已移除：{name}。",
+        "rebuilt": "索引已更新：{articles} 篇文章，{passages} 个段落（{seconds:.1f} 秒）。", "nothing": "请先选择文件。",
+        "read_only": "知识库在这里是只读的。", "article_meta": "{authors} · {file} · {date}",
     },
     "en": {
         "title": "Policy articles Q&A", "heading": "## Policy articles Q&A", "intro": "Ask in Chinese or English; answers quote the articles verbatim, with sources.",
@@ -50,6 +60,14 @@ TEXT = {
         "related": "Possibly related passages", "other": "Other retrieved passages", "passage": "Passage {n}",
         "references": "References:", "error": "Something went wrong; please try again.",
         "asked": "Read with the previous question: {q}",
+        "tab_chat": "Chat", "tab_library": "Knowledge base", "col_title": "Title", "col_authors": "Authors",
+        "col_file": "File", "col_date": "Date", "col_passages": "Passages",
+        "open_hint": "Click a row to read the article in full (sentences the last answer quoted are marked).",
+        "upload": "Add files (PDF, Word, web page, text)", "add": "Add to the knowledge base",
+        "remove_choice": "File to remove", "remove": "Remove", "added": "Added: {names}.", "rejected": "Not added: {reasons}.",
+        "removed": "Removed: {name}.", "rebuilt": "Index updated: {articles} articles, {passages} passages ({seconds:.1f} s).",
+        "nothing": "Choose files first.", "read_only": "The knowledge base is read-only here.",
+        "article_meta": "{authors} · {file} · {date}",
     },
 }
 LANGUAGES = tuple(TEXT)  # the first is the default
@@ -101,9 +119,13 @@ CSS = """
 .rag-reply details { margin: .25em 0 .25em 1.2em; }
 .rag-reply summary { cursor: pointer; }
 .rag-passage { border-left: 3px solid #ddd; padding: .2em 0 .2em .6em; margin: .3em 0; }
-.rag-reply mark { background: #fde68a; color: #1f2937; padding: 0 .1em; }
-.dark .rag-reply mark { background: #854d0e; color: #fef9c3; }
+.rag-reply mark, .rag-article mark { background: #fde68a; color: #1f2937; padding: 0 .1em; }
+.dark .rag-reply mark, .dark .rag-article mark { background: #854d0e; color: #fef9c3; }
+.rag-article h3 { margin: .8em 0 .3em 0; }
+.rag-article p { margin: 0 0 .6em 0; line-height: 1.7; }
 """
+LOOPBACK_NAMES = ("localhost", "")  # and any loopback address
+ARTICLE_COLUMNS = ("col_title", "col_authors", "col_file", "col_date", "col_passages")
 
 
 def _e(value: Any) -> str:
@@ -296,6 +318,36 @@ def render_answer(answer: dict[str, Any], lang: str = LANGUAGES[0], followup: bo
     return "".join(parts)
 
 
+def article_table(index: Index, lang: str = LANGUAGES[0]) -> dict[str, list]:
+    """The knowledge-base table: one row per indexed article (title, authors, file, date, passages), headed in `lang`."""
+    counts: dict[str, int] = {}
+    for passage in index.passages:
+        counts[passage.article_id] = counts.get(passage.article_id, 0) + 1
+    rows = [[a.title, "、".join(a.authors), a.source, a.published, counts.get(a.id, 0)] for a in index.articles.values()]
+    return {"headers": [TEXT[lang][k] for k in ARTICLE_COLUMNS], "data": rows}
+
+
+def render_article(index: Index, title: str, source: str, quoted: Sequence[str], lang: str = LANGUAGES[0]) -> str:
+    """An article in full, by section, with the sentences of the last answer marked and the pages of a PDF shown."""
+    article = next((a for a in index.articles.values() if a.title == title and a.source == source), None)
+    if article is None:
+        return ""
+    by = "、".join(article.authors) or article.info_source or "—"
+    meta = TEXT[lang]["article_meta"].format(authors=_e(by), file=f"<code>{_e(article.source)}</code>", date=_e(article.published or "—"))
+    parts = [f'<div class="rag-article"><h2>{_e(article.title)}</h2><p class="rag-meta">{meta}</p>']
+    if article.author_note:
+        parts.append(f'<p class="rag-meta">{_e(article.author_note)}</p>')
+    section = ""
+    for passage in (p for p in index.passages if p.article_id == article.id):
+        if passage.section != section:
+            section = passage.section
+            parts.append(f"<h3>{_e(section)}</h3>")
+        pages = page_label(passage.pages)
+        parts.append(f'<p>{highlight(passage.text, quoted)}{f" <span class=rag-meta>{pages}</span>" if pages else ""}</p>')
+    parts.append("</div>")
+    return "".join(parts)
+
+
 def render_error(message: str) -> str:
     """A user-readable error as a chat reply."""
     return f'<div class="rag-reply"><p class="rag-error">{ERROR_PREFIX}{_e(message)}</p></div>'
@@ -309,8 +361,12 @@ def _message_text(message: dict[str, Any]) -> str:
     return html.unescape(str(content or ""))
 
 
-def build_app(pipeline: Pipeline, settings: Settings) -> gr.Blocks:
-    """The chat UI and the `/ask` API endpoint, both answering with the one shared pipeline."""
+def build_app(pipeline: Pipeline, settings: Settings, editable: bool = True) -> gr.Blocks:
+    """The chat and knowledge-base tabs and the `/ask` API endpoint, all on the one shared pipeline.
+
+    With `editable`, the knowledge-base tab also adds and removes files and rebuilds the index; questions are
+    answered from the old index until the new one is switched in.
+    """
 
     def ask(question: str, top_k: int = settings.top_k) -> dict[str, Any]:
         """Answer a question from the articles; returns Answer.to_dict() (question, answer, abstained, evidence, passages, citations, timings_ms)."""
@@ -319,64 +375,139 @@ def build_app(pipeline: Pipeline, settings: Settings) -> gr.Blocks:
         except (ValueError, TypeError) as error:
             raise gr.Error(str(error)) from None
 
-    def reply(question: str, top_k: float, lang: str, followup: bool = False) -> tuple[str, bool]:
-        """The rendered reply, or a rendered error (never a stack trace); and whether the question was answered."""
+    def reply(question: str, top_k: float, lang: str, followup: bool = False) -> tuple[str, bool, list[str]]:
+        """The rendered reply, or a rendered error (never a stack trace); whether it was answered; the quoted sentences."""
         try:
-            return render_answer(pipeline.ask(question, top_k=int(top_k)).to_dict(), lang, followup), True
+            answer = pipeline.ask(question, top_k=int(top_k))
+            return render_answer(answer.to_dict(), lang, followup), True, [e.text for e in answer.evidence]
         except (ValueError, TypeError) as error:
-            return render_error(str(error)), False
+            return render_error(str(error)), False, []
         except Exception:  # shown to the user as a short message, logged in full for the operator
             log.exception("answering %r failed", question)
-            return render_error(TEXT[lang]["error"]), False
+            return render_error(TEXT[lang]["error"]), False, []
 
-    def respond(question: str, history: list[dict[str, Any]], top_k: float, request: gr.Request) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    def respond(question: str, history: list[dict[str, Any]], top_k: float, request: gr.Request) -> Iterator[tuple[str, list[dict[str, Any]], Any]]:
         """Show the question at once, then the reply; a question that was refused goes back into the box to be edited.
 
         A follow-up (那农村呢？) is asked together with the previous question; the reply says how it was read.
+        The quoted sentences are kept, to be marked when the knowledge-base tab shows their article.
         """
         previous = next((_message_text(m) for m in reversed(history) if m.get("role") == "user"), None)
         asked = with_context(question, previous)
         if question.strip():
             history = [*history, {"role": "user", "content": _e(question)}]
-            yield "", history
+            yield "", history, gr.skip()
         lang = language_of(request)
-        rendered, answered = reply(asked, top_k, lang, followup=asked != question)
-        yield ("" if answered else question), [*history, {"role": "assistant", "content": rendered}]
+        rendered, answered, quoted = reply(asked, top_k, lang, followup=asked != question)
+        yield ("" if answered else question), [*history, {"role": "assistant", "content": rendered}], quoted
 
     def rate(event: gr.LikeData) -> None:
         """Record a 👍/👎 beside the index."""
         save_feedback(settings.index / FEEDBACK_FILE, event.value, bool(event.liked))
 
-    def respond_example(event: gr.SelectData, history: list[dict[str, Any]], top_k: float, request: gr.Request) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    def respond_example(event: gr.SelectData, history: list[dict[str, Any]], top_k: float, request: gr.Request) -> Iterator[tuple[str, list[dict[str, Any]], Any]]:
         """Ask a clicked example question."""
         yield from respond(event.value["text"], history, top_k, request)
 
+    def articles_now(request: gr.Request) -> dict[str, list]:
+        """The article table as the index is now (a background rebuild may have switched it)."""
+        return article_table(pipeline.ensure_index(), language_of(request))
+
+    def files_now() -> Any:
+        """The removable files as the seed folder is now."""
+        return gr.update(choices=documents(settings.seeds), value=None)
+
+    def rebuilt(words: dict[str, str]) -> str:
+        """Rebuild the index (only what changed is embedded); the message says what it holds now, or why it failed."""
+        try:
+            report = pipeline.build(progress=True)  # Gradio's progress bar follows the embedding's tqdm bar
+        except Exception as error:  # the old index keeps answering; the user sees one line
+            log.exception("rebuilding the index failed")
+            return f"{ERROR_PREFIX}{error}"
+        return words["rebuilt"].format(articles=report.articles, passages=report.passages, seconds=report.seconds)
+
+    def add_files(files: list[str] | None, request: gr.Request, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple:
+        """Check and add uploaded files (each bad one is named with its reason), then rebuild."""
+        words = TEXT[language_of(request)]
+        if not files:
+            return words["nothing"], gr.skip(), gr.skip(), gr.skip()
+        added, rejected = [], []
+        for path in files:
+            try:
+                added.append(add_document(settings.seeds, Path(path), Path(path).name, settings.max_upload_mb * 2**20))
+            except (ValueError, OSError) as error:
+                rejected.append(str(error))
+        lines = [words["added"].format(names="、".join(added)), rebuilt(words)] if added else []
+        lines += [words["rejected"].format(reasons="；".join(rejected))] if rejected else []
+        return "\n\n".join(lines), articles_now(request), files_now(), None
+
+    def remove_file(name: str | None, request: gr.Request, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple:
+        """Remove one file, then rebuild."""
+        words = TEXT[language_of(request)]
+        if not name:
+            return words["nothing"], gr.skip(), gr.skip()
+        try:
+            remove_document(settings.seeds, name)
+        except (ValueError, OSError) as error:
+            return f"{ERROR_PREFIX}{error}", gr.skip(), gr.skip()
+        return f"{words['removed'].format(name=name)}\n\n{rebuilt(words)}", articles_now(request), files_now()
+
+    def open_article(event: gr.SelectData, quoted: list[str], request: gr.Request) -> str:
+        """The clicked article in full."""
+        row = event.row_value or []
+        return render_article(pipeline.ensure_index(), row[0], row[2], quoted or [], language_of(request)) if len(row) > 2 else ""
+
     with gr.Blocks(title=TEXT[LANGUAGES[0]]["title"], analytics_enabled=False) as demo:
         gr.Markdown(I18N("heading"))
-        gr.Markdown(I18N("intro"))
-        chatbot = gr.Chatbot(
-            show_label=False,
-            height=CHAT_HEIGHT,
-            examples=[{"text": q} for q in EXAMPLES],
-            group_consecutive_messages=False,  # an error after an answer gets its own bubble
-            buttons=["copy", "copy_all"],
-            placeholder=I18N("chat_placeholder"),
-            **CHATBOT_SAFETY,
-        )
-        with gr.Row():
-            question = gr.Textbox(
+        quoted = gr.State([])
+        with gr.Tab(I18N("tab_chat"), elem_id="tab-chat"):
+            gr.Markdown(I18N("intro"))
+            chatbot = gr.Chatbot(
                 show_label=False,
-                placeholder=I18N("box_placeholder"),
-                scale=4,
-                submit_btn=True,
-                max_lines=4,
-                min_width=QUESTION_MIN_WIDTH,  # narrower screens put the slider below the box, not beside it
-                elem_id="question",
+                height=CHAT_HEIGHT,
+                examples=[{"text": q} for q in EXAMPLES],
+                group_consecutive_messages=False,  # an error after an answer gets its own bubble
+                buttons=["copy", "copy_all"],
+                placeholder=I18N("chat_placeholder"),
+                **CHATBOT_SAFETY,
             )
-            top_k = gr.Slider(MIN_PASSAGES, MAX_PASSAGES, value=settings.top_k, step=1, label=I18N("passages"), scale=1)
-        question.submit(respond, [question, chatbot, top_k], [question, chatbot], api_visibility="private")
-        chatbot.example_select(respond_example, [chatbot, top_k], [question, chatbot], api_visibility="private")
-        chatbot.like(rate, None, None, api_visibility="private")
+            with gr.Row():
+                question = gr.Textbox(
+                    show_label=False,
+                    placeholder=I18N("box_placeholder"),
+                    scale=4,
+                    submit_btn=True,
+                    max_lines=4,
+                    min_width=QUESTION_MIN_WIDTH,  # narrower screens put the slider below the box, not beside it
+                    elem_id="question",
+                )
+                top_k = gr.Slider(MIN_PASSAGES, MAX_PASSAGES, value=settings.top_k, step=1, label=I18N("passages"), scale=1)
+            question.submit(respond, [question, chatbot, top_k], [question, chatbot, quoted], api_visibility="private")
+            chatbot.example_select(respond_example, [chatbot, top_k], [question, chatbot, quoted], api_visibility="private")
+            chatbot.like(rate, None, None, api_visibility="private")
+        with gr.Tab(I18N("tab_library"), elem_id="tab-library") as library_tab:
+            status = gr.Markdown(elem_id="library-status")
+            if editable:
+                with gr.Row():
+                    uploads = gr.File(file_count="multiple", file_types=list(SUFFIXES), label=I18N("upload"), elem_id="upload", scale=3)
+                    with gr.Column(scale=2):
+                        add_button = gr.Button(I18N("add"), variant="primary", elem_id="add")
+                        choice = gr.Dropdown(choices=documents(settings.seeds), value=None, label=I18N("remove_choice"), elem_id="remove-choice")
+                        remove_button = gr.Button(I18N("remove"), variant="stop", elem_id="remove")
+            else:
+                gr.Markdown(I18N("read_only"))
+            table = gr.Dataframe(
+                value=article_table(pipeline.ensure_index()), interactive=False, wrap=True, show_search="search", elem_id="articles",
+            )
+            gr.Markdown(I18N("open_hint"))
+            article = gr.HTML(elem_id="article")
+            library_tab.select(articles_now, None, [table], api_visibility="private")
+            demo.load(articles_now, None, [table], api_visibility="private")  # headers in the browser's language
+            table.select(open_article, [quoted], [article], api_visibility="private")
+            if editable:
+                library_tab.select(files_now, None, [choice], api_visibility="private")
+                add_button.click(add_files, [uploads], [status, table, choice, uploads], api_visibility="private")
+                remove_button.click(remove_file, [choice], [status, table, choice], api_visibility="private")
         gr.api(ask, api_name=API_NAME)
     return demo
 
@@ -388,7 +519,35 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=int(os.environ.get("RAG_PORT") or DEFAULT_PORT))
     add_settings_arguments(parser)
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
+    parser.add_argument("--read-only", action="store_true", default=bool(os.environ.get("RAG_READ_ONLY")),
+                        help="the page lists and shows the articles but cannot add or remove files (env RAG_READ_ONLY=1)")
+    parser.add_argument("--users", default=os.environ.get("RAG_USERS_FILE"),
+                        help="file of `name:hash` lines (python -m rag.auth NAME): who may log in to change the knowledge "
+                             "base when the app listens beyond loopback (env RAG_USERS_FILE)")
     return parser.parse_args(argv)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether only this machine can reach the address."""
+    try:
+        return host in LOOPBACK_NAMES or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def access(args: argparse.Namespace) -> tuple[bool, Any]:
+    """(whether the page may change the knowledge base, Gradio's auth): beyond loopback, changes need a login."""
+    if args.read_only:
+        return False, None
+    if is_loopback(args.host) and not args.users:
+        return True, None
+    if not args.users:
+        print(f"app: listening on {args.host} with no users file, so the knowledge base is read-only here. To let users "
+              "change it after a login, give --users FILE (or RAG_USERS_FILE) with lines made by `python -m rag.auth NAME`.",
+              file=sys.stderr)
+        return False, None
+    users = load_users(Path(args.users))
+    return True, lambda name, password: verify(users, name, password)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -398,16 +557,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings = settings_from(args)
     pipeline = Pipeline(settings)
     try:
+        editable, auth = access(args)
         pipeline.ensure_index(progress=True)
         pipeline.ask(EXAMPLES[0])  # load the model now, once, rather than in the first user's request
     except (ModelError, IndexUnavailable, OSError, ValueError) as error:  # one clear line, not a traceback
         sys.exit(f"app: cannot start: {error}")
-    demo = build_app(pipeline, settings)
+    demo = build_app(pipeline, settings, editable)
     demo.queue(default_concurrency_limit=CONCURRENCY)
     demo.launch(
         server_name=args.host,
         server_port=args.port,
         share=args.share,
+        auth=auth,
+        max_file_size=f"{settings.max_upload_mb}mb",
         theme=gr.themes.Default(font=list(FONTS)),
         css=CSS,
         head=COPY_AS_PLAIN_TEXT,

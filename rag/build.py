@@ -10,7 +10,7 @@ from rag.pipeline import Pipeline
 
 def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     """The --seeds/--index/--model options shared by every command (defaults: RAG_* variables, then config)."""
-    parser.add_argument("--seeds", help="folder of .txt/.md articles (env RAG_SEEDS; default seeds/)")
+    parser.add_argument("--seeds", help="folder of documents: .txt .md .pdf .docx .html (env RAG_SEEDS; default seeds/)")
     parser.add_argument("--index", help="index folder (env RAG_INDEX; default index/)")
     parser.add_argument("--model", help="sentence-transformers model name or path (env RAG_MODEL)")
 

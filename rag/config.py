@@ -60,6 +60,7 @@ class Settings:
     max_question_chars: int = 500
     # serving: how often ask() looks at the seed files' names, sizes and times (0: never) to rebuild in the background
     seed_check_seconds: float = 5.0
+    max_upload_mb: int = 50  # a larger file added from the page is refused (and Gradio stops the upload itself)
 
     @classmethod
     def from_env(cls, **overrides: object) -> "Settings":

@@ -1,7 +1,8 @@
 """app.py for real: the chat in headless Chromium against a running app, the /ask API, and escaping of document text.
 
 Needs Debian's chromium (`apt-get install -y chromium fonts-noto-cjk`); set CHROMIUM_PATH if it lives elsewhere.
-UPDATE_SCREENSHOT=1 also saves docs/screenshot.png from the Chinese-question test.
+UPDATE_SCREENSHOT=1 also saves docs/screenshot.png (chat), docs/screenshot-library.png (knowledge base) and
+docs/screenshot-phone.png from the tests that show them.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 
 import app
+from rag.auth import hash_password
 from rag.config import PROJECT_ROOT, Settings
 
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
@@ -36,6 +38,15 @@ FEEDBACK_TIMEOUT_S = 10
 STARTUP_TIMEOUT_S = 900  # the first start builds index/ from seeds/
 ANSWER_TIMEOUT_MS = 120_000
 SCREENSHOT = PROJECT_ROOT / "docs" / "screenshot.png"
+LIBRARY_SCREENSHOT = PROJECT_ROOT / "docs" / "screenshot-library.png"
+PHONE_SCREENSHOT = PROJECT_ROOT / "docs" / "screenshot-phone.png"
+DOCUMENTS = PROJECT_ROOT / "tests" / "fixtures" / "documents"
+REBUILD_TIMEOUT_MS = 300_000
+CHAT_TAB, LIBRARY_TAB = app.TEXT["zh"]["tab_chat"], app.TEXT["zh"]["tab_library"]
+GOV_FILE = "gov_page.html"
+GOV_TITLE = "关于做好2025年城镇老旧小区改造工作的通知"
+GOV_QUESTION = "老旧小区加装电梯，市级财政补助多少钱？"
+GOV_ANSWER = "市级财政按每部15万元的标准给予补助"
 SCREENSHOT_MARGIN_PX = 40
 
 CHINESE_QUESTION = "如何释放被抑制的消费需求？"
@@ -147,10 +158,10 @@ def browser():
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory) -> Iterator[str]:
-    """The real app over seeds/ and index/ (index built first if missing), shared by this module's tests."""
+    """The real app over seeds/ and index/ (index built first if missing), read-only, shared by this module's tests."""
     proc, url = start_app(
         tmp_path_factory.mktemp("app") / "app.log",
-        "--seeds", str(PROJECT_ROOT / "seeds"), "--index", str(PROJECT_ROOT / "index"),
+        "--seeds", str(PROJECT_ROOT / "seeds"), "--index", str(PROJECT_ROOT / "index"), "--read-only",
     )
     yield url
     stop_app(proc)
@@ -404,24 +415,125 @@ def test_thumbs_up_is_saved_beside_the_index(browser, tmp_path: Path) -> None:
     assert not app.save_feedback(tmp_path / "f.jsonl", app.render_error("出错了"), liked=False)  # an error is not rated
 
 
-# ---------------------------------------------------------------- document markup, in its own small app
+# ---------------------------------------------------------------- a small editable app: markup, the knowledge base
 
 
-def test_document_markup_is_shown_literally(browser, tmp_path: Path) -> None:
-    seeds = tmp_path / "seeds"
+@pytest.fixture(scope="module")
+def small_app(tmp_path_factory) -> Iterator[tuple[str, Path]]:
+    """An editable app over a folder holding one article full of markup (and what the tests add)."""
+    root = tmp_path_factory.mktemp("small")
+    seeds = root / "seeds"
     seeds.mkdir()
     (seeds / "000_evil.txt").write_text(EVIL_ARTICLE, encoding="utf-8")
-    proc, url = start_app(tmp_path / "app.log", "--seeds", str(seeds), "--index", str(tmp_path / "index"))
-    try:
-        page = open_chat(browser, url)
-        reply = ask_in_browser(page, EVIL_QUESTION)
-        page.evaluate("document.querySelectorAll('.rag-reply details').forEach(d => d.open = true)")
-        text = reply.inner_text()
-        assert SCRIPT in text and IMG in text and MARKDOWN in text and "标题 **粗体**" in text  # the corpus drops a leading "# "
-        assert "城市口袋公园建设<b>指南</b>" in text
-        assert page.evaluate("window.__pwned") is None
-        assert page.locator('img[src="x"]').count() == 0
-        assert reply.locator("script, img, b, strong, h1, em").count() == 0
-        page.close()
-    finally:
-        stop_app(proc)
+    proc, url = start_app(root / "app.log", "--seeds", str(seeds), "--index", str(root / "index"))
+    yield url, seeds
+    stop_app(proc)
+
+
+def test_document_markup_is_shown_literally(browser, small_app) -> None:
+    page = open_chat(browser, small_app[0])
+    reply = ask_in_browser(page, EVIL_QUESTION)
+    page.evaluate("document.querySelectorAll('.rag-reply details').forEach(d => d.open = true)")
+    text = reply.inner_text()
+    assert SCRIPT in text and IMG in text and MARKDOWN in text and "标题 **粗体**" in text  # the corpus drops a leading "# "
+    assert "城市口袋公园建设<b>指南</b>" in text
+    open_library(page)
+    visible_cell(page, "城市口袋公园建设<b>指南</b>").click()
+    article = page.locator("#article .rag-article")
+    article.wait_for()
+    assert SCRIPT in article.inner_text() and article.locator("mark").count() == 1  # the quoted sentence, marked
+    assert page.evaluate("window.__pwned") is None
+    assert page.locator('img[src="x"]').count() == 0
+    assert reply.locator("script, img, b, strong, h1, em").count() == 0
+    assert article.locator("script, img, b, strong, em").count() == 0
+    page.close()
+
+
+def open_library(page) -> None:
+    """Switch to the knowledge-base tab and wait for its table."""
+    page.get_by_role("tab", name=LIBRARY_TAB).click()
+    page.wait_for_selector("#articles")
+
+
+def visible_cell(page, text: str):
+    """The shown table cell with this exact text (the table also keeps hidden copies for measuring)."""
+    return page.locator("#articles").get_by_text(text, exact=True).locator("visible=true").first
+
+
+def library_status(page, words: str) -> str:
+    """Wait until the knowledge-base status line says `words`, and return it."""
+    page.wait_for_function("w => document.querySelector('#library-status').innerText.includes(w)", arg=words, timeout=REBUILD_TIMEOUT_MS)
+    return page.locator("#library-status").inner_text()
+
+
+def test_knowledge_base_adds_a_file_answers_from_it_shows_it_and_removes_it(browser, small_app) -> None:
+    url, seeds = small_app
+    page = open_chat(browser, url)
+    open_library(page)
+    page.locator("#upload input[type=file]").set_input_files([DOCUMENTS / GOV_FILE, DOCUMENTS / "encrypted.pdf"])
+    page.locator("#add").click()
+    status = library_status(page, "索引已更新")
+    assert f"已添加：{GOV_FILE}" in status and "未添加：encrypted.pdf: encrypted" in status
+    assert sorted(p.name for p in seeds.iterdir()) == ["000_evil.txt", GOV_FILE]  # the bad file and staging are gone
+    assert visible_cell(page, GOV_TITLE).is_visible()
+
+    page.get_by_role("tab", name=CHAT_TAB).click()
+    reply = ask_in_browser(page, GOV_QUESTION)
+    assert GOV_ANSWER in reply.locator(".rag-sentence").first.inner_text() and GOV_FILE in reply.inner_text()
+
+    open_library(page)
+    visible_cell(page, GOV_TITLE).click()
+    page.locator("#article mark").first.wait_for()
+    assert GOV_ANSWER in page.locator("#article mark").first.inner_text()  # the quoted sentence, marked in the article
+    assert "临江市住房和城乡建设局" in page.locator("#article .rag-meta").first.inner_text()
+    if os.environ.get("UPDATE_SCREENSHOT"):
+        page.screenshot(path=str(LIBRARY_SCREENSHOT), full_page=True)
+
+    page.locator("#remove-choice input").click()
+    page.get_by_role("option", name=GOV_FILE).click()
+    page.locator("#remove").click()
+    assert f"已移除：{GOV_FILE}" in library_status(page, "已移除")
+    assert not (seeds / GOV_FILE).exists()
+    assert page.locator("#articles").get_by_text(GOV_TITLE, exact=True).locator("visible=true").count() == 0
+    page.get_by_role("tab", name=CHAT_TAB).click()
+    assert GOV_FILE not in ask_in_browser(page, GOV_QUESTION).inner_text()
+    page.close()
+
+
+def test_knowledge_base_on_a_phone_in_dark_mode(browser, small_app) -> None:
+    page = browser.new_page(viewport=PHONE, locale=LOCALE, is_mobile=True, has_touch=True, color_scheme="dark")
+    page.goto(f"{small_app[0]}?__theme=dark")
+    page.wait_for_selector("#question textarea")
+    ask_in_browser(page, EVIL_QUESTION)
+    open_library(page)
+    visible_cell(page, "城市口袋公园建设<b>指南</b>").click()
+    mark = page.locator("#article mark").first
+    mark.wait_for()
+    colour, background = mark.evaluate("m => [getComputedStyle(m).color, getComputedStyle(m).backgroundColor]")
+    light, dark = sorted((_luminance(colour), _luminance(background)), reverse=True)
+    assert (light + 0.05) / (dark + 0.05) >= MIN_CONTRAST, f"{colour} on {background}"
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]  # nothing wider than the phone
+    upload = page.locator("#upload").bounding_box()
+    assert upload["x"] >= 0 and upload["x"] + upload["width"] <= PHONE["width"]
+    if os.environ.get("UPDATE_SCREENSHOT"):
+        page.screenshot(path=str(PHONE_SCREENSHOT))
+    page.close()
+
+
+def test_a_read_only_app_shows_the_knowledge_base_without_changing_it(page) -> None:
+    open_library(page)
+    assert page.get_by_text(app.TEXT["zh"]["read_only"]).is_visible()
+    assert page.locator("#upload, #add, #remove").count() == 0
+    page.locator("#articles input").first.fill(CONSUMPTION_TITLE)
+    visible_cell(page, CONSUMPTION_TITLE).click()
+    assert page.locator("#article h2").inner_text() == CONSUMPTION_TITLE
+
+
+def test_access_beyond_loopback_needs_a_users_file(tmp_path: Path) -> None:
+    users = tmp_path / "users"
+    users.write_text(f"ana:{hash_password('s3cret', iterations=1000)}\n", encoding="utf-8")
+    assert app.access(app.parse_args([])) == (True, None)  # loopback: the local user may change it
+    assert app.access(app.parse_args(["--read-only"])) == (False, None)
+    assert app.access(app.parse_args(["--host", "0.0.0.0"])) == (False, None)  # no users: read-only, and it says so
+    editable, auth = app.access(app.parse_args(["--host", "0.0.0.0", "--users", str(users)]))
+    assert editable and auth("ana", "s3cret") and not auth("ana", "wrong") and not auth("bob", "s3cret")
