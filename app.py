@@ -24,6 +24,7 @@ from rag.config import Settings
 from rag.followup import with_context
 from rag.index import Index, IndexUnavailable
 from rag.library import add_document, documents, remove_document
+from rag.messages import Problem
 from rag.model import ModelError
 from rag.pipeline import Pipeline
 from rag.readers import SUFFIXES
@@ -380,6 +381,8 @@ def build_app(pipeline: Pipeline, settings: Settings, editable: bool = True) -> 
         try:
             answer = pipeline.ask(question, top_k=int(top_k))
             return render_answer(answer.to_dict(), lang, followup), True, [e.text for e in answer.evidence]
+        except Problem as error:
+            return render_error(error.text(lang)), False, []
         except (ValueError, TypeError) as error:
             return render_error(str(error)), False, []
         except Exception:  # shown to the user as a short message, logged in full for the operator
@@ -428,28 +431,34 @@ def build_app(pipeline: Pipeline, settings: Settings, editable: bool = True) -> 
 
     def add_files(files: list[str] | None, request: gr.Request, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple:
         """Check and add uploaded files (each bad one is named with its reason), then rebuild."""
-        words = TEXT[language_of(request)]
+        lang = language_of(request)
+        words = TEXT[lang]
         if not files:
             return words["nothing"], gr.skip(), gr.skip(), gr.skip()
         added, rejected = [], []
         for path in files:
             try:
                 added.append(add_document(settings.seeds, Path(path), Path(path).name, settings.max_upload_mb * 2**20))
-            except (ValueError, OSError) as error:
-                rejected.append(str(error))
+            except Problem as error:
+                rejected.append(error.text(lang))
+            except OSError as error:
+                rejected.append(f"{Path(path).name}: {error.strerror or error}")
         lines = [words["added"].format(names="、".join(added)), rebuilt(words)] if added else []
         lines += [words["rejected"].format(reasons="；".join(rejected))] if rejected else []
         return "\n\n".join(lines), articles_now(request), files_now(), None
 
     def remove_file(name: str | None, request: gr.Request, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple:
         """Remove one file, then rebuild."""
-        words = TEXT[language_of(request)]
+        lang = language_of(request)
+        words = TEXT[lang]
         if not name:
             return words["nothing"], gr.skip(), gr.skip()
         try:
             remove_document(settings.seeds, name)
-        except (ValueError, OSError) as error:
-            return f"{ERROR_PREFIX}{error}", gr.skip(), gr.skip()
+        except Problem as error:
+            return f"{ERROR_PREFIX}{error.text(lang)}", gr.skip(), gr.skip()
+        except OSError as error:
+            return f"{ERROR_PREFIX}{name}: {error.strerror or error}", gr.skip(), gr.skip()
         return f"{words['removed'].format(name=name)}\n\n{rebuilt(words)}", articles_now(request), files_now()
 
     def open_article(event: gr.SelectData, quoted: list[str], request: gr.Request) -> str:

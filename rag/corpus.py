@@ -648,7 +648,7 @@ def parse_file(path: Path, max_passage_chars: int = DEFAULT_MAX_PASSAGE_CHARS) -
     drafts = _drafts(lines)
     column_width = _column_width(lines)
     if not drafts:
-        raise UnreadableDocument("no text in it (a scanned PDF needs OCR first)" if path.suffix.lower() == ".pdf" else "no text in it")
+        raise UnreadableDocument("scanned" if path.suffix.lower() == ".pdf" else "no_text")
     articles: list[Article] = []
     passages: list[Passage] = []
     for n, draft in enumerate(drafts, start=1):

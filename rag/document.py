@@ -4,6 +4,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from rag.messages import Problem
+
 AUTHOR_SEPARATORS = re.compile(r"\s*[;；,，、/]\s*|\s{2,}")
 
 
@@ -26,8 +28,8 @@ class Document:
     published: str = ""
 
 
-class UnreadableDocument(ValueError):
-    """A file that cannot be read as a document (encrypted, damaged, empty, no text); the message says which."""
+class UnreadableDocument(Problem):
+    """A file that cannot be read as a document: its code says why (encrypted, damaged, empty, no_text, scanned)."""
 
 
 def table_rows(rows: list[list[str]]) -> list[str]:

@@ -14,6 +14,7 @@ from rag.config import Settings
 from rag.corpus import load_corpus
 from rag.index import BuildReport, Index, IndexUnavailable, build_index, check_fresh, corpus_fingerprint, load_index
 from rag.keywords import is_chinese
+from rag.messages import Problem
 from rag.model import encode_passages, encode_queries, load_model, model_fingerprint
 from rag.readers import SUFFIXES
 from rag.retrieve import retrieve
@@ -31,9 +32,9 @@ def clean_question(question: object, max_chars: int) -> str:
     printable = "".join(" " if unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp") else c for c in question)
     text = " ".join(printable.split())
     if not text:
-        raise ValueError("The question is empty: please type a question.")
+        raise Problem("question_empty")
     if len(text) > max_chars:
-        raise ValueError(f"The question is {len(text)} characters long; the limit is {max_chars}. Please shorten it.")
+        raise Problem("question_too_long", length=len(text), limit=max_chars)
     return text
 
 
@@ -150,7 +151,7 @@ class Pipeline:
         text = clean_question(question, s.max_question_chars)
         top_k = s.top_k if top_k is None else int(top_k)
         if not 1 <= top_k <= s.max_top_k:
-            raise ValueError(f"top_k must be between 1 and {s.max_top_k}, not {top_k}.")
+            raise Problem("top_k_range", limit=s.max_top_k, top_k=top_k)
         self.watch_seeds()
         index = self.ensure_index()
         model, reader = self.model, self.reader

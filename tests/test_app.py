@@ -371,9 +371,9 @@ def test_example_question_and_passage_slider(page) -> None:
 
 def test_bad_input_shows_a_readable_error_in_the_chat(page) -> None:
     empty = ask_in_browser(page, "   ")
-    assert "empty" in empty.locator(".rag-error").inner_text()
+    assert "问题是空的" in empty.locator(".rag-error").inner_text()  # in the page's language
     too_long = ask_in_browser(page, "消费" * 400)
-    assert "limit" in too_long.locator(".rag-error").inner_text()
+    assert "超过了 500 个字符的上限" in too_long.locator(".rag-error").inner_text()
     assert page.locator("#question textarea").input_value() == "消费" * 400  # given back to be shortened, not lost
     assert "Traceback" not in page.inner_text("body")
 
@@ -473,7 +473,7 @@ def test_knowledge_base_adds_a_file_answers_from_it_shows_it_and_removes_it(brow
     page.locator("#upload input[type=file]").set_input_files([DOCUMENTS / GOV_FILE, DOCUMENTS / "encrypted.pdf"])
     page.locator("#add").click()
     status = library_status(page, "索引已更新")
-    assert f"已添加：{GOV_FILE}" in status and "未添加：encrypted.pdf: encrypted" in status
+    assert f"已添加：{GOV_FILE}" in status and "未添加：encrypted.pdf：文件已加密" in status
     assert sorted(p.name for p in seeds.iterdir()) == ["000_evil.txt", GOV_FILE]  # the bad file and staging are gone
     assert visible_cell(page, GOV_TITLE).is_visible()
 

@@ -13,6 +13,7 @@ from rag.clean import repair_radicals
 from rag.config import Settings
 from rag.corpus import load_corpus, parse_file
 from rag.pipeline import Pipeline
+from rag.readers import pdf as pdf_reader
 
 FIXTURES = Path(__file__).parent / "fixtures" / "documents"
 EXPECTED = json.loads((FIXTURES / "expected.json").read_text(encoding="utf-8"))
@@ -100,7 +101,7 @@ def test_bad_files_are_named_and_skipped_while_the_rest_is_read(tmp_path, caplog
     assert sorted(corpus.skipped) == sorted(BAD)
     assert sorted(corpus.files) == sorted(GOOD)
     warnings = " ".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
-    for name, reason in [("damaged.pdf", "damaged"), ("empty.docx", "damaged"), ("encrypted.pdf", "encrypted")]:
+    for name, reason in [("damaged.pdf", "damaged"), ("empty.docx", "empty"), ("encrypted.pdf", "encrypted")]:
         assert f"Skipping {name}: {reason}" in warnings
 
 
@@ -133,3 +134,21 @@ def test_questions_about_each_file_are_answered_from_it_with_its_page(mixed, nam
 
 def test_an_unchanged_pdf_added_again_embeds_nothing(mixed):
     assert mixed.build(progress=False).embedded == 0
+
+
+def test_a_scanned_pdf_without_ocr_is_skipped_saying_how_to_read_it(tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr(pdf_reader, "ocr_available", lambda: False)
+    shutil.copy(FIXTURES / "scanned.pdf", tmp_path)
+    shutil.copy(FIXTURES / "notice.docx", tmp_path)
+    with caplog.at_level(logging.WARNING):
+        corpus = load_corpus(tmp_path)
+    assert corpus.skipped == ("scanned.pdf",) and corpus.files == ("notice.docx",)
+    warnings = " ".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert "scanned.pdf, page 1: a scanned page" in warnings and "pip install rapidocr-onnxruntime==1.4.4" in warnings
+
+
+@pytest.mark.skipif(not pdf_reader.ocr_available(), reason="OCR is optional: pip install rapidocr-onnxruntime==1.4.4")
+def test_a_scanned_pdf_is_read_by_ocr():
+    articles, passages = parse_file(FIXTURES / "scanned.pdf")
+    assert articles[0].title == "关于做好高温天气户外作业劳动保护的通知"
+    assert any("日最高气温达到40摄氏度以上时，应当停止当日户外露天作业。" in p.text and p.pages == (1,) for p in passages)

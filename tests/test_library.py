@@ -7,6 +7,7 @@ import pytest
 
 from rag.auth import hash_password, load_users, verify
 from rag.library import add_document, document_name, documents, remove_document
+from rag.messages import Problem
 
 DOCUMENTS = Path(__file__).parent / "fixtures" / "documents"
 MIB = 2**20
@@ -38,7 +39,7 @@ def test_a_good_file_is_added_and_removed(tmp_path):
 
 
 @pytest.mark.parametrize("fixture, reason", [
-    ("encrypted.pdf", "encrypted"), ("damaged.pdf", "damaged"), ("empty.docx", "damaged"), ("two_column.pdf", "over the 0 MiB limit"),
+    ("encrypted.pdf", "encrypted"), ("damaged.pdf", "damaged"), ("empty.docx", "empty"), ("two_column.pdf", "over the 0 MiB limit"),
 ])
 def test_a_bad_file_is_refused_by_name_and_nothing_is_written(tmp_path, fixture, reason):
     seeds = tmp_path / "seeds"
@@ -78,3 +79,10 @@ def test_passwords_are_checked_against_salted_hashes(tmp_path):
     users_file.write_text("ana:plaintext\n", encoding="utf-8")
     with pytest.raises(ValueError, match="line 1"):
         load_users(users_file)
+
+
+def test_problems_are_told_in_the_page_language(tmp_path):
+    with pytest.raises(Problem) as refused:
+        add_document(tmp_path, DOCUMENTS / "encrypted.pdf", "encrypted.pdf", MIB)
+    assert refused.value.text("zh") == "encrypted.pdf：文件已加密，需要密码"
+    assert refused.value.text("en") == str(refused.value) == "encrypted.pdf: encrypted: it needs a password"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from rag.document import Document
+from rag.document import Document, UnreadableDocument
 
 # Suffix → the module whose read(path) reads it (imported on first use: a build of text files never loads pypdf).
 READERS = {
@@ -26,4 +26,6 @@ def is_document(path: Path) -> bool:
 def read_document(path: Path) -> Document:
     """Read any supported file; raises UnreadableDocument, UnicodeDecodeError or OSError for a file it cannot read."""
     path = Path(path)
+    if path.stat().st_size == 0:
+        raise UnreadableDocument("empty")
     return importlib.import_module(READERS[path.suffix.lower()]).read(path)

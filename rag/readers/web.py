@@ -18,11 +18,9 @@ TABLE_ROW = re.compile(r"^\|(.*)\|$")
 def read(path: Path) -> Document:
     """The page's main text (trafilatura), its title as a heading, its publication line, tables as text rows."""
     data = Path(path).read_bytes()
-    if not data.strip():
-        raise UnreadableDocument("empty file")
     result = trafilatura.bare_extraction(data, include_tables=True, include_comments=False, with_metadata=True)
     if result is None or not (result.text or "").strip():
-        raise UnreadableDocument("no article text found in the page")
+        raise UnreadableDocument("no_text")
     blocks = [Block(result.title, heading=True)] if result.title else []
     blocks += [Block(line) for line in _publication_lines(data)]
     blocks += _text_blocks(result.text)

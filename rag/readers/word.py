@@ -18,7 +18,7 @@ def read(path: Path) -> Document:
     try:
         document = docx.Document(str(path))
     except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError) as error:
-        raise UnreadableDocument(f"damaged or not a Word .docx file ({type(error).__name__})") from error
+        raise UnreadableDocument("damaged", kind="Word .docx", detail=type(error).__name__) from error
     blocks: list[Block] = []
     for item in document.iter_inner_content():
         if isinstance(item, Table):
