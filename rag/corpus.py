@@ -85,6 +85,7 @@ BOUNDARY_WINDOW_CHARS = 4
 # Text wrapped at a narrow column (PDF) has most lines the same width; a line that fills the column
 # continues on the next one and is never a heading. Width counts a CJK character as 1, a Latin one as 1/2.
 FULL_LINE_SHARE = 0.9
+MIN_COLUMN_LINES = 4  # fewer text lines than this tell nothing about a column
 PAGE_PROBE_CHARS = 12  # the opening of a page's first line, found again in the joined paragraph
 
 
@@ -444,7 +445,7 @@ def _width(text: str) -> float:
 def _column_width(lines: list[_Line]) -> float:
     """The width text lines are wrapped at, when they are wrapped at a heading-short column; else 0."""
     widths = [_width(line.text) for line in lines if line.kind == "text"]
-    if len(widths) < 4:
+    if len(widths) < MIN_COLUMN_LINES:
         return 0.0
     upper_quartile = statistics.quantiles(widths, n=4)[2]
     return upper_quartile if upper_quartile <= HEADING_MAX_CHARS else 0.0
