@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 
 from rag.build import add_settings_arguments, settings_from
 from rag.config import Settings
@@ -29,7 +31,8 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
 MIN_PASSAGES, MAX_PASSAGES = 1, 10
 QUESTION_MIN_WIDTH = 320
-CONCURRENCY = 4  # answers computed at once; they all share the one Pipeline
+MAX_REQUEST_BYTES = 4 * 1024 * 1024  # a longer HTTP request body is refused with 413 (a long chat's history fits)
+MAX_FILE_SIZE = "1mb"  # the app takes no files; Gradio's upload route refuses anything larger
 API_NAME = "ask"
 CHAT_HEIGHT = "min(640px, 62vh)"  # leaves the question box on the first screen of a phone
 SCORE_FORMAT = "{:.3f}"
@@ -302,6 +305,55 @@ def _message_text(message: dict[str, Any]) -> str:
     return html.unescape(str(content or ""))
 
 
+class TooLarge(HTTPException):
+    """A request body went past the limit while it was being read (413, whoever catches it)."""
+
+    def __init__(self, max_bytes: int):
+        super().__init__(413, f"Request body over {max_bytes} bytes.")
+
+
+class BodyLimit:
+    """ASGI middleware: an HTTP request whose body is over `max_bytes` is answered 413 and not read further."""
+
+    def __init__(self, app: Any, max_bytes: int = MAX_REQUEST_BYTES):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        """Check the declared length first, then count the bytes as they arrive (a chunked body declares none)."""
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or ()).get(b"content-length", b"0")
+        if not declared.isdigit() or int(declared) > self.max_bytes:
+            return await self._refuse(send)
+        received, started = 0, False
+
+        async def counted_receive() -> dict:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise TooLarge(self.max_bytes)
+            return message
+
+        async def watched_send(message: dict) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, watched_send)
+        except TooLarge:
+            if not started:
+                await self._refuse(send)
+
+    async def _refuse(self, send: Any) -> None:
+        """A plain 413 reply."""
+        body = f"Request body over {self.max_bytes} bytes.".encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
 def build_app(pipeline: Pipeline, settings: Settings) -> gr.Blocks:
     """The chat UI and the `/ask` API endpoint, both answering with the one shared pipeline."""
 
@@ -396,7 +448,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (ModelError, IndexUnavailable, OSError, ValueError) as error:  # one clear line, not a traceback
         sys.exit(f"app: cannot start: {error}")
     demo = build_app(pipeline, settings)
-    demo.queue(default_concurrency_limit=CONCURRENCY)
+    demo.queue(default_concurrency_limit=settings.concurrency)
     demo.launch(
         server_name=args.host,
         server_port=args.port,
@@ -405,6 +457,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         css=CSS,
         head=COPY_AS_PLAIN_TEXT,
         i18n=I18N,
+        max_file_size=MAX_FILE_SIZE,
+        app_kwargs={"middleware": [Middleware(BodyLimit, max_bytes=MAX_REQUEST_BYTES)]},
     )
 
 

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -228,6 +229,22 @@ def test_command_line_defaults_and_environment(monkeypatch) -> None:
     assert app.parse_args(["--port", "1234", "--share"]).port == 1234
 
 
+def test_request_bodies_over_the_limit_are_refused() -> None:
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    async def size(request):
+        return PlainTextResponse(str(len(await request.body())))
+
+    client = TestClient(Starlette(routes=[Route("/", size, methods=["POST"])], middleware=[Middleware(app.BodyLimit, max_bytes=1000)]))
+    assert client.post("/", content=b"x" * 1000).text == "1000"
+    assert client.post("/", content=b"x" * 1001).status_code == 413  # declared too long: refused unread
+    assert client.post("/", content=(b"x" * 300 for _ in range(5))).status_code == 413  # chunked: refused once past it
+
+
 # ---------------------------------------------------------------- the real app in the browser
 
 
@@ -382,6 +399,14 @@ def test_ask_api_returns_the_answer_json(served: str) -> None:
 
 
 # ---------------------------------------------------------------- feedback and document markup, each in its own app
+
+
+def test_the_app_refuses_a_huge_request_body(served: str) -> None:
+    body = json.dumps({"data": ["消费" * (app.MAX_REQUEST_BYTES // 4), 5]}).encode()
+    request = urllib.request.Request(f"{served}gradio_api/call/{app.API_NAME}", data=body, headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=60)
+    assert refused.value.code == 413
 
 
 def test_thumbs_up_is_saved_beside_the_index(browser, tmp_path: Path) -> None:
