@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 
 from rag.answer import page_label
 from rag.auth import load_users, verify
@@ -35,7 +37,9 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
 MIN_PASSAGES, MAX_PASSAGES = 1, 10
 QUESTION_MIN_WIDTH = 320
-CONCURRENCY = 4  # answers computed at once; they all share the one Pipeline
+MAX_REQUEST_BYTES = 4 * 1024 * 1024  # a longer HTTP request body is refused with 413 (a long chat's history fits)
+UPLOAD_PATH = "/upload"  # Gradio's upload route: its bodies may be as large as Settings.max_upload_mb, plus the form
+UPLOAD_FORM_BYTES = 64 * 1024  # multipart headers and boundaries around an uploaded file
 API_NAME = "ask"
 CHAT_HEIGHT = "min(640px, 62vh)"  # leaves the question box on the first screen of a phone
 SCORE_FORMAT = "{:.3f}"
@@ -362,6 +366,57 @@ def _message_text(message: dict[str, Any]) -> str:
     return html.unescape(str(content or ""))
 
 
+class TooLarge(HTTPException):
+    """A request body went past the limit while it was being read (413, whoever catches it)."""
+
+    def __init__(self, max_bytes: int):
+        super().__init__(413, f"Request body over {max_bytes} bytes.")
+
+
+class BodyLimit:
+    """ASGI middleware: an HTTP request whose body is over `max_bytes` (`max_upload_bytes` for an upload) is answered 413."""
+
+    def __init__(self, app: Any, max_bytes: int = MAX_REQUEST_BYTES, max_upload_bytes: int = MAX_REQUEST_BYTES):
+        self.app, self.max_bytes, self.max_upload_bytes = app, max_bytes, max_upload_bytes
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        """Check the declared length first, then count the bytes as they arrive (a chunked body declares none)."""
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        limit = self.max_upload_bytes if scope.get("path", "").endswith(UPLOAD_PATH) else self.max_bytes
+        declared = dict(scope.get("headers") or ()).get(b"content-length", b"0")
+        if not declared.isdigit() or int(declared) > limit:
+            return await self._refuse(send, limit)
+        received, started = 0, False
+
+        async def counted_receive() -> dict:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise TooLarge(limit)
+            return message
+
+        async def watched_send(message: dict) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, watched_send)
+        except TooLarge:
+            if not started:
+                await self._refuse(send, limit)
+
+    @staticmethod
+    async def _refuse(send: Any, limit: int) -> None:
+        """A plain 413 reply."""
+        body = f"Request body over {limit} bytes.".encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
 def build_app(pipeline: Pipeline, settings: Settings, editable: bool = True) -> gr.Blocks:
     """The chat and knowledge-base tabs and the `/ask` API endpoint, all on the one shared pipeline.
 
@@ -572,17 +627,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (ModelError, IndexUnavailable, OSError, ValueError) as error:  # one clear line, not a traceback
         sys.exit(f"app: cannot start: {error}")
     demo = build_app(pipeline, settings, editable)
-    demo.queue(default_concurrency_limit=CONCURRENCY)
+    upload_bytes = settings.max_upload_mb * 2**20 + UPLOAD_FORM_BYTES if editable else 0
+    demo.queue(default_concurrency_limit=settings.concurrency)
     demo.launch(
         server_name=args.host,
         server_port=args.port,
         share=args.share,
         auth=auth,
-        max_file_size=f"{settings.max_upload_mb}mb",
+        max_file_size=settings.max_upload_mb * 2**20,
         theme=gr.themes.Default(font=list(FONTS)),
         css=CSS,
         head=COPY_AS_PLAIN_TEXT,
         i18n=I18N,
+        app_kwargs={"middleware": [Middleware(BodyLimit, max_bytes=MAX_REQUEST_BYTES, max_upload_bytes=upload_bytes)]},
     )
 
 

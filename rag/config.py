@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -60,15 +60,21 @@ class Settings:
     max_question_chars: int = 500
     # serving: how often ask() looks at the seed files' names, sizes and times (0: never) to rebuild in the background
     seed_check_seconds: float = 5.0
+    torch_threads: int = 1  # CPU threads of the model (0: torch default, one a core); 1 measured fastest serving on 2 cores
+    query_batch_size: int = 32  # questions asked at once are embedded together, this many in one model call at most
+    query_batch_wait_ms: float = 0.0  # how long a question waits for others to share its call (0: only those queued)
+    concurrency: int = 32  # questions the app answers at once (their embeddings batched; 4 measured slower)
     max_upload_mb: int = 50  # a larger file added from the page is refused (and Gradio stops the upload itself)
 
     @classmethod
     def from_env(cls, **overrides: object) -> "Settings":
-        """Defaults, then RAG_SEEDS / RAG_INDEX / RAG_MODEL, then explicit non-None overrides."""
+        """Defaults, then RAG_SEEDS / RAG_INDEX / RAG_MODEL and RAG_<NAME> for a number, then explicit non-None overrides."""
+        numbers = {f.name: {"int": int, "float": float}[f.type] for f in fields(cls) if f.type in ("int", "float")}
         s = cls(
             seeds=Path(_env("RAG_SEEDS", str(cls.seeds))),
             index=Path(_env("RAG_INDEX", str(cls.index))),
             model=_env("RAG_MODEL", cls.model),
+            **{name: kind(os.environ[f"RAG_{name.upper()}"]) for name, kind in numbers.items() if os.environ.get(f"RAG_{name.upper()}")},
         )
         given = {k: (Path(v) if k in ("seeds", "index") else v) for k, v in overrides.items() if v is not None}
         return replace(s, **given)

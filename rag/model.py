@@ -172,6 +172,14 @@ def resolve_model(name_or_path: str) -> str:
     return str(path) if path.exists() else name_or_path
 
 
+def set_threads(count: int) -> None:
+    """Have torch use this many CPU threads for the model (0: leave its default); it holds for the whole process."""
+    if count > 0:
+        import torch
+
+        torch.set_num_threads(count)
+
+
 def load_model(name_or_path: str = DEFAULT_MODEL) -> "SentenceTransformer":
     """Load a sentence-transformers model on CPU from local files only."""
     os.environ["HF_HUB_OFFLINE"] = "1"

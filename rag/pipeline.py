@@ -10,12 +10,13 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from rag.answer import Answer, ReaderModel, compose, load_reader, read
+from rag.batching import Batcher
 from rag.config import Settings
 from rag.corpus import load_corpus
 from rag.index import BuildReport, Index, IndexUnavailable, build_index, check_fresh, corpus_fingerprint, load_index
 from rag.keywords import is_chinese
 from rag.messages import Problem
-from rag.model import encode_passages, encode_queries, load_model, model_fingerprint
+from rag.model import encode_passages, encode_queries, load_model, model_fingerprint, set_threads
 from rag.readers import SUFFIXES
 from rag.retrieve import retrieve
 
@@ -57,14 +58,21 @@ class Pipeline:
         self._seeds_seen: tuple = ()  # the seed files (name, size, mtime) the loaded index was checked against
         self._seeds_checked = 0.0
         self.rebuilding: threading.Thread | None = None  # a background rebuild after the seed files changed
+        s = self.settings  # questions asked at once by several threads are embedded in one model call
+        self._embed_questions = Batcher(self._encode_questions, s.query_batch_size, s.query_batch_wait_ms / 1000, "rag-questions")
 
     @property
     def model(self) -> SentenceTransformer:
         """The sentence-transformers model, loaded once."""
         with self._lock:
             if self._model is None:
+                set_threads(self.settings.torch_threads)
                 self._model = load_model(self.settings.model)
             return self._model
+
+    def _encode_questions(self, texts: list[str]) -> list:
+        """Query vectors for a batch of questions, one model call."""
+        return list(encode_queries(self.model, texts))
 
     @property
     def reader(self) -> ReaderModel:
@@ -154,9 +162,10 @@ class Pipeline:
             raise Problem("top_k_range", limit=s.max_top_k, top_k=top_k)
         self.watch_seeds()
         index = self.ensure_index()
-        model, reader = self.model, self.reader
+        reader = self.reader
+        _ = self.model  # loaded before the clock starts
         started = time.perf_counter()
-        query_vector = encode_queries(model, [text])[0]
+        query_vector = self._embed_questions(text)
         hits = retrieve(index, query_vector, text, top_k, s)
         retrieved = time.perf_counter()
         if has_words(text):

@@ -6,6 +6,7 @@ docs/screenshot-phone.png from the tests that show them.
 """
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
@@ -13,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -239,6 +241,22 @@ def test_command_line_defaults_and_environment(monkeypatch) -> None:
     assert app.parse_args(["--port", "1234", "--share"]).port == 1234
 
 
+def test_request_bodies_over_the_limit_are_refused() -> None:
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    async def size(request):
+        return PlainTextResponse(str(len(await request.body())))
+
+    client = TestClient(Starlette(routes=[Route("/", size, methods=["POST"])], middleware=[Middleware(app.BodyLimit, max_bytes=1000)]))
+    assert client.post("/", content=b"x" * 1000).text == "1000"
+    assert client.post("/", content=b"x" * 1001).status_code == 413  # declared too long: refused unread
+    assert client.post("/", content=(b"x" * 300 for _ in range(5))).status_code == 413  # chunked: refused once past it
+
+
 # ---------------------------------------------------------------- the real app in the browser
 
 
@@ -393,6 +411,17 @@ def test_ask_api_returns_the_answer_json(served: str) -> None:
 
 
 # ---------------------------------------------------------------- feedback and document markup, each in its own app
+
+
+def test_the_app_refuses_a_huge_request_body(served: str) -> None:
+    address = urllib.parse.urlsplit(served)
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=60)
+    connection.putrequest("POST", f"/gradio_api/call/{app.API_NAME}")  # the body is announced, never sent: refused unread
+    connection.putheader("Content-Type", "application/json")
+    connection.putheader("Content-Length", str(app.MAX_REQUEST_BYTES + 1))
+    connection.endheaders()
+    assert connection.getresponse().status == 413
+    connection.close()
 
 
 def test_thumbs_up_is_saved_beside_the_index(browser, tmp_path: Path) -> None:
