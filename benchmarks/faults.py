@@ -1,6 +1,6 @@
 """Faults a hostile user or a careless operator causes, each on its own copy of the seeds and of a built index.
 
-Run by hand: `python -m benchmarks.faults [--all-seeds] [CASE ...]` (about 10 minutes on 2 cores; prints a markdown table; names
+Run by hand: `python -m benchmarks.faults [--all-seeds] [CASE ...]` (about 20 minutes on a busy 2-core machine; prints a table; names
 of cases, or parts of them, run only those). Every case runs the
 real commands in subprocesses (`python -m rag.build`, `python -m rag ask`, a `rag.Pipeline` answering the reference
 questions), then counts: answers that differ from a clean build of the same seeds (or, where a stale index is served
