@@ -1,12 +1,12 @@
 """Faults a hostile user or a careless operator causes, each on its own copy of the seeds and of a built index.
 
-Run by hand: `python -m benchmarks.faults [--all-seeds] [CASE ...]` (about 10 minutes on 2 cores; prints a markdown table; names
-of cases, or parts of them, run only those). Every case runs the
-real commands in subprocesses (`python -m rag.build`, `python -m rag ask`, a `rag.Pipeline` answering the reference
-questions), then counts: answers that differ from a clean build of the same seeds (or, where a stale index is served
-by design, from the good index), tracebacks in any output, and leftover folders in the index folder after the next
-build. Permission cases run as root without CAP_DAC_OVERRIDE / CAP_DAC_READ_SEARCH (`setpriv`), which obeys file
-modes as an unprivileged user does; they are skipped when `setpriv` cannot drop those capabilities.
+Run by hand: `python -m benchmarks.faults [--all-seeds] [CASE ...]` (about 20 minutes on a busy 2-core machine; prints
+a table; names of cases, or parts of them, run only those). Every case runs the real commands in subprocesses
+(`python -m rag.build`, `python -m rag ask`, a `rag.Pipeline` answering the reference questions), then counts: answers
+that differ from a clean build of the same seeds (or, where a stale index is served by design, from the good index),
+tracebacks in any output, and leftover folders in the index folder after the next build. Permission cases run as root
+without CAP_DAC_OVERRIDE / CAP_DAC_READ_SEARCH (`setpriv`), which obeys file modes as an unprivileged user does; they
+are skipped when `setpriv` cannot drop those capabilities.
 """
 from __future__ import annotations
 
