@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from dataclasses import replace
 
 from rag.config import Settings
 from rag.pipeline import Pipeline
@@ -26,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     add_settings_arguments(parser)
     args = parser.parse_args(argv)
     settings = settings_from(args)
+    if not os.environ.get("RAG_TORCH_THREADS"):  # an offline build has the cores to itself; serving uses fewer
+        settings = replace(settings, torch_threads=0)
     try:
         report = Pipeline(settings).build(progress=True)
     except KeyboardInterrupt:
