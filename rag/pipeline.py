@@ -7,21 +7,16 @@ import time
 import unicodedata
 from dataclasses import replace
 from functools import partial
-from typing import TYPE_CHECKING
-
 from rag.answer import Answer, ReaderModel, compose, load_reader, read
 from rag.config import Settings
 from rag.corpus import load_corpus
 from rag.index import BuildReport, Index, IndexUnavailable, build_index, check_fresh, corpus_fingerprint, load_index
 from rag.keywords import is_chinese
-from rag.model import encode_passages, encode_queries, load_model, model_fingerprint
+from rag.model import Embedder, encode_passages, encode_queries, load_model, model_fingerprint
 from rag.readers import SUFFIXES
 from rag.retrieve import retrieve
 
 MIN_WORD_CHARS = 2  # a question without Chinese needs at least this many letters or digits
-
-if TYPE_CHECKING:
-    from sentence_transformers import SentenceTransformer
 
 
 def clean_question(question: object, max_chars: int) -> str:
@@ -45,8 +40,8 @@ def has_words(text: str) -> bool:
 class Pipeline:
     """A model and an index for one settings; loads both on first use and is safe to share between threads."""
 
-    def __init__(self, settings: Settings | None = None, model: SentenceTransformer | None = None):
-        """`model`, if given, is an already loaded model for settings.model, to share between pipelines."""
+    def __init__(self, settings: Settings | None = None, model: Embedder | None = None):
+        """`model`, if given, is an already loaded model for settings.model and settings.backend, to share between pipelines."""
         self.settings = settings or Settings.from_env()
         self._lock = threading.RLock()  # re-entrant: ensure_index holds it while build loads the model
         self._model = model
@@ -58,11 +53,11 @@ class Pipeline:
         self.rebuilding: threading.Thread | None = None  # a background rebuild after the seed files changed
 
     @property
-    def model(self) -> SentenceTransformer:
-        """The sentence-transformers model, loaded once."""
+    def model(self) -> Embedder:
+        """The embedding model (sentence-transformers, or onnxruntime per settings.backend), loaded once."""
         with self._lock:
             if self._model is None:
-                self._model = load_model(self.settings.model)
+                self._model = load_model(self.settings.model, self.settings.backend, self.settings.onnx_threads)
             return self._model
 
     @property
@@ -113,7 +108,7 @@ class Pipeline:
         corpus = load_corpus(s.seeds, s.max_passage_chars)
         fingerprint = corpus_fingerprint(s.seeds, s.max_passage_chars)
         encode = partial(encode_passages, self.model, batch_size=s.batch_size, show_progress=progress)
-        report = build_index(corpus, s.index, s.model, model_fingerprint(s.model), encode, fingerprint, s.max_passage_chars)
+        report = build_index(corpus, s.index, s.model, model_fingerprint(s.model, s.backend), encode, fingerprint, s.max_passage_chars)
         with self._lock:
             self._index, self._seeds_seen, self.notice = load_index(s.index), seen, ""
         return report
@@ -122,7 +117,7 @@ class Pipeline:
         """Load the index, checking it was built from the current seeds and model."""
         index = load_index(self.settings.index)
         s = self.settings
-        check_fresh(index.manifest, s.seeds, s.max_passage_chars, s.model, model_fingerprint(s.model))
+        check_fresh(index.manifest, s.seeds, s.max_passage_chars, s.model, model_fingerprint(s.model, s.backend))
         return index
 
     def ensure_index(self, progress: bool = True) -> Index:
