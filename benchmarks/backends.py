@@ -59,6 +59,7 @@ def answers(pipeline: Pipeline) -> dict[str, float]:
 def main() -> int:
     """Measure every backend and print the table."""
     base = Settings.from_env()
+    load = os.getloadavg()  # a busy machine slows torch far more than onnxruntime: say how busy it was
     questions = [q.question for q in load_dev_set()]
     with tempfile.TemporaryDirectory() as tmp:
         seeds = Path(tmp) / "seeds"
@@ -100,7 +101,8 @@ def main() -> int:
 
     torch_rate, torch_answers = rows[0][1], rows[0][-1]
     print(f"{len(questions)} questions × {QUERY_ROUNDS} rounds; builds of the seed corpus × {BUILD_ROUNDS}; "
-          f"cold starts × {COLD_ROUNDS}; {os.cpu_count()} cores; medians")
+          f"cold starts × {COLD_ROUNDS}; {os.cpu_count()} cores, load average {load[0]:.1f} before and {os.getloadavg()[0]:.1f} "
+          "after (other processes); medians")
     print("| backend | build texts/s | × torch | query median | query p95 | cold start | cosine to torch, passages | "
           "cosine to torch, questions | " + " | ".join(f"seed dev {m}" for m in ANSWER_MEASURES) + " | largest change |")
     print("|---" * (9 + len(ANSWER_MEASURES)) + "|")

@@ -10,10 +10,11 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = "intfloat/multilingual-e5-small"
 QUERY_PROMPT = "query: "
 PASSAGE_PROMPT = "passage: "
-# How the model is run: "torch" (sentence-transformers), "onnx" (onnxruntime, fp32; the same vectors, no torch at
-# run time), "onnx-int8" (passages through int8 weights, questions through fp32). See benchmarks/backends.py.
+# How the model is run: "torch" (sentence-transformers), "onnx" (onnxruntime, fp32: the same vectors, faster, no torch
+# at run time), "onnx-int8" (passages through int8 weights, questions through fp32: faster builds, slightly different
+# vectors and declines). The default was measured side by side with `python -m benchmarks.backends` (README).
 BACKENDS = ("torch", "onnx", "onnx-int8")
-DEFAULT_BACKEND = "torch"
+DEFAULT_BACKEND = "onnx"
 
 
 def _env(name: str, default: str) -> str:

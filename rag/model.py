@@ -338,8 +338,8 @@ def load_onnx(name_or_path: str, backend: str, threads: int = 0) -> OnnxEncoder:
     """An onnxruntime encoder for a local model folder: fp32 questions, passages in fp32 or int8 per the backend."""
     resolved = Path(resolve_model(name_or_path))
     if not resolved.is_dir():
-        raise ModelError(f"the {backend} backend needs a local model folder, and {name_or_path!r} is not one; "
-                         f"use {DEFAULT_MODEL!r} (built offline), a folder, or RAG_BACKEND=torch")
+        raise ModelError(f"embedding model {name_or_path!r} was not found locally (the {backend} backend needs a model "
+                         f"folder); use {DEFAULT_MODEL!r} (built offline) or a local model directory")
     passages = INT8_FILE if backend == "onnx-int8" else FP32_FILE
     folder = ensure_onnx(resolved)
     try:
