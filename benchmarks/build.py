@@ -50,7 +50,7 @@ def extraction_rows(seeds: Path) -> list[tuple[str, str, str]]:
 def main() -> int:
     """Measure and print the table."""
     settings = Settings.from_env()
-    load_seconds, model = timed(lambda: load_model(settings.model))
+    load_seconds, model = timed(lambda: load_model(settings.model, settings.backend))
     with tempfile.TemporaryDirectory() as tmp:
         seeds = Path(tmp) / "seeds"
         shutil.copytree(settings.seeds, seeds)

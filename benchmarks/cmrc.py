@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipped: CMRC 2018 {args.split} is absent")
         return 0
     settings = Settings.from_env()
-    model = load_model(settings.model)
+    model = load_model(settings.model, settings.backend)
     index, questions, vectors = prepared(name, settings, model)
     limit = args.limit or len(questions)
     questions, vectors = questions[:limit], vectors[:limit]

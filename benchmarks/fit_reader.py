@@ -265,7 +265,7 @@ def main() -> int:
 
     settings = Settings.from_env()
     started = time.perf_counter()
-    cases = collect(settings, load_model(settings.model))
+    cases = collect(settings, load_model(settings.model, settings.backend))
     if not cases:
         print("nothing to fit on: ../shared/data is absent; the weights file is unchanged")
         return 0

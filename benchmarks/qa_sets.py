@@ -99,12 +99,13 @@ def cached_index(name: str, settings: Settings, model) -> Index:
     wanted = fingerprint(settings.max_passage_chars, [name.encode(), SETS[name].read_bytes()])
     try:
         index = load_index(folder)
-        if index.manifest["corpus_fingerprint"] == wanted and index.manifest["model"] == settings.model:
+        if (index.manifest["corpus_fingerprint"], index.manifest["model"], index.manifest["model_fingerprint"]) == (
+                wanted, settings.model, model_fingerprint(settings.model, settings.backend)):
             return index
     except Exception:  # missing or damaged: build it
         pass
     encode = lambda texts: encode_passages(model, texts, batch_size=settings.batch_size, show_progress=True)
-    report = build_index(corpus, folder, settings.model, model_fingerprint(settings.model), encode, wanted,
+    report = build_index(corpus, folder, settings.model, model_fingerprint(settings.model, settings.backend), encode, wanted,
                          settings.max_passage_chars)
     print(f"{name}: indexed {report.passages} passages, {report.sentences} sentences in {report.seconds:.0f} s", file=sys.stderr)
     return load_index(folder)
@@ -142,7 +143,7 @@ def main() -> int:
     from rag.model import load_model
 
     settings = Settings.from_env()
-    model = load_model(settings.model)
+    model = load_model(settings.model, settings.backend)
     for name in SETS:
         if not available(name):
             print(f"skipped {name}: {SETS[name]} is absent")

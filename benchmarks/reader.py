@@ -60,7 +60,7 @@ def summarise(name: str, reader: str, index: Index, cases: list[Case], scored: l
 def main() -> int:
     """Ask each measuring set, print the side-by-side table and the decline curve."""
     settings = Settings.from_env()
-    model = load_model(settings.model)
+    model = load_model(settings.model, settings.backend)
     reader = Pipeline(settings, model=model).reader
     rows, curve = [], None
     for name in MEASURE_SETS:

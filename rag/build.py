@@ -1,4 +1,4 @@
-"""The offline rebuild command: `python -m rag.build [--seeds DIR] [--index DIR] [--model NAME_OR_PATH]`."""
+"""The offline rebuild command: `python -m rag.build [--seeds DIR] [--index DIR] [--model NAME_OR_PATH] [--backend B]`."""
 from __future__ import annotations
 
 import argparse
@@ -6,20 +6,21 @@ import os
 import sys
 from dataclasses import replace
 
-from rag.config import Settings
+from rag.config import BACKENDS, Settings
 from rag.pipeline import Pipeline
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
-    """The --seeds/--index/--model options shared by every command (defaults: RAG_* variables, then config)."""
+    """The --seeds/--index/--model/--backend options shared by every command (defaults: RAG_* variables, then config)."""
     parser.add_argument("--seeds", help="folder of documents: .txt .md .pdf .docx .html (env RAG_SEEDS; default seeds/)")
     parser.add_argument("--index", help="index folder (env RAG_INDEX; default index/)")
     parser.add_argument("--model", help="sentence-transformers model name or path (env RAG_MODEL)")
+    parser.add_argument("--backend", choices=BACKENDS, help="how the model runs (env RAG_BACKEND; see README)")
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
     """Settings from the environment, overridden by the command-line options given."""
-    return Settings.from_env(seeds=args.seeds, index=args.index, model=args.model)
+    return Settings.from_env(seeds=args.seeds, index=args.index, model=args.model, backend=args.backend)
 
 
 def main(argv: list[str] | None = None) -> int:

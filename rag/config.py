@@ -10,6 +10,11 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = "intfloat/multilingual-e5-small"
 QUERY_PROMPT = "query: "
 PASSAGE_PROMPT = "passage: "
+# How the model is run: "torch" (sentence-transformers), "onnx" (onnxruntime, fp32: the same vectors, faster, no torch
+# at run time), "onnx-int8" (passages through int8 weights, questions through fp32: faster builds, slightly different
+# vectors and declines). The default was measured side by side with `python -m benchmarks.backends` (README).
+BACKENDS = ("torch", "onnx", "onnx-int8")
+DEFAULT_BACKEND = "onnx"
 
 
 def _env(name: str, default: str) -> str:
@@ -45,6 +50,8 @@ class Settings:
     seeds: Path = PROJECT_ROOT / "seeds"
     index: Path = PROJECT_ROOT / "index"
     model: str = DEFAULT_MODEL
+    backend: str = DEFAULT_BACKEND  # one of BACKENDS; env RAG_BACKEND
+    onnx_threads: int = 0  # onnxruntime threads per call; 0: one per core
     # corpus
     max_passage_chars: int = 480
     batch_size: int = 32
@@ -68,12 +75,13 @@ class Settings:
 
     @classmethod
     def from_env(cls, **overrides: object) -> "Settings":
-        """Defaults, then RAG_SEEDS / RAG_INDEX / RAG_MODEL and RAG_<NAME> for a number, then explicit non-None overrides."""
+        """Defaults, then RAG_SEEDS / RAG_INDEX / RAG_MODEL / RAG_BACKEND and RAG_<NAME> for a number, then explicit non-None overrides."""
         numbers = {f.name: {"int": int, "float": float}[f.type] for f in fields(cls) if f.type in ("int", "float")}
         s = cls(
             seeds=Path(_env("RAG_SEEDS", str(cls.seeds))),
             index=Path(_env("RAG_INDEX", str(cls.index))),
             model=_env("RAG_MODEL", cls.model),
+            backend=_env("RAG_BACKEND", cls.backend),
             **{name: kind(os.environ[f"RAG_{name.upper()}"]) for name, kind in numbers.items() if os.environ.get(f"RAG_{name.upper()}")},
         )
         given = {k: (Path(v) if k in ("seeds", "index") else v) for k, v in overrides.items() if v is not None}

