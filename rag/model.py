@@ -347,7 +347,7 @@ def load_onnx(name_or_path: str, backend: str, threads: int = 0) -> OnnxEncoder:
     resolved = Path(resolve_model(name_or_path))
     if not resolved.is_dir():
         raise ModelError(f"embedding model {name_or_path!r} was not found locally (the {backend} backend needs a model "
-                         f"folder); use {DEFAULT_MODEL!r} (built offline) or a local model directory")
+                         f"folder); use {DEFAULT_MODEL!r} (built offline), a local model directory, or RAG_BACKEND=torch")
     passages = INT8_FILE if backend == "onnx-int8" else FP32_FILE
     folder = ensure_onnx(resolved)
     try:
