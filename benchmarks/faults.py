@@ -320,12 +320,19 @@ def can_drop_privileges() -> bool:
         return subprocess.run(UNPRIVILEGED + ["cat", f.name], capture_output=True).returncode != 0
 
 
+def skipped_without_privilege_drop(row: Row) -> bool:
+    """Mark a permission case skipped (and say why) where setpriv cannot drop the override capabilities."""
+    if can_drop_privileges():
+        return False
+    row.outcomes["skipped"] += 1
+    row.notes.append("setpriv cannot drop CAP_DAC_OVERRIDE here")
+    return True
+
+
 def unreadable_seed(bench: Bench) -> Row:
     """`chmod 000` on a seed file: the build skips it with a warning, answers from the rest, no rebuild loop."""
     row = Row("chmod 000 seed file (unprivileged)")
-    if not can_drop_privileges():
-        row.outcomes["skipped"] += 1
-        row.notes.append("setpriv cannot drop CAP_DAC_OVERRIDE here")
+    if skipped_without_privilege_drop(row):
         return row
     seeds, index = bench.workspace()
     os.chmod(seeds / CHANGED_SEED, 0)
@@ -349,9 +356,7 @@ def unreadable_seed(bench: Bench) -> Row:
 def read_only_index(bench: Bench) -> Row:
     """A read-only index folder and a changed seed file: the stale index is served, each answer with a notice."""
     row = Row("read-only index folder + seed change (unprivileged)")
-    if not can_drop_privileges():
-        row.outcomes["skipped"] += 1
-        row.notes.append("setpriv cannot drop CAP_DAC_OVERRIDE here")
+    if skipped_without_privilege_drop(row):
         return row
     seeds, index = bench.workspace()
     before = active(index)
