@@ -216,6 +216,16 @@ def test_references_follow_gbt_7714() -> None:
     web = {"title": "数字政府建设", "authors": ["甲", "乙", "丙", "丁"], "source": "x.txt", "info_source": "某市政府网", "published": "2020-08-01"}
     assert app.reference(web) == "甲, 乙, 丙, 等. 数字政府建设[EB/OL]. 某市政府网, 2020-08-01."
     assert app.reference({"title": "无名文章", "authors": [], "source": "y.txt"}) == "无名文章[Z]. y.txt."
+    pdf = {"title": "补齐农村冷链物流短板", "authors": ["王晓明", "李静"], "source": "two_column.pdf", "pages": [1, 2]}
+    assert app.reference(pdf) == "王晓明, 李静. 补齐农村冷链物流短板[Z]. two_column.pdf: 1-2."
+
+
+def test_pdf_pages_are_shown_beside_the_file() -> None:
+    answer = evil_answer()
+    answer["citations"][0] = {**answer["citations"][0], "pages": [2]}
+    answer["passages"][0] = {**answer["passages"][0], "pages": [2, 3]}
+    rendered = app.render_answer(answer)
+    assert "</code>, p. 2</span>" in rendered and "· pp. 2–3" in rendered
 
 
 def test_a_stale_index_notice_is_shown_escaped() -> None:
