@@ -11,6 +11,7 @@ import re
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -325,9 +326,7 @@ def render_answer(answer: dict[str, Any], lang: str = LANGUAGES[0], followup: bo
 
 def article_table(index: Index, lang: str = LANGUAGES[0]) -> dict[str, list]:
     """The knowledge-base table: one row per indexed article (title, authors, file, date, passages), headed in `lang`."""
-    counts: dict[str, int] = {}
-    for passage in index.passages:
-        counts[passage.article_id] = counts.get(passage.article_id, 0) + 1
+    counts = Counter(passage.article_id for passage in index.passages)
     rows = [[a.title, "、".join(a.authors), a.source, a.published, counts.get(a.id, 0)] for a in index.articles.values()]
     return {"headers": [TEXT[lang][k] for k in ARTICLE_COLUMNS], "data": rows}
 

@@ -181,8 +181,8 @@ def resolve_model(name_or_path: str) -> str:
     return str(path) if path.exists() else name_or_path
 
 
-def set_threads(count: int) -> None:
-    """Have torch use this many CPU threads for the model (0: leave its default); it holds for the whole process."""
+def _set_torch_threads(count: int) -> None:
+    """Have torch use this many CPU threads (0: leave its default); it holds for the whole process."""
     if count > 0:
         import torch
 
@@ -190,11 +190,15 @@ def set_threads(count: int) -> None:
 
 
 def load_model(name_or_path: str = DEFAULT_MODEL, backend: str = DEFAULT_BACKEND, threads: int = 0) -> Embedder:
-    """Load the model on CPU from local files only: sentence-transformers for "torch", else an OnnxEncoder."""
+    """Load the model on CPU from local files only: sentence-transformers for "torch", else an OnnxEncoder.
+
+    ``threads``: CPU threads for its calls, torch's for the whole process, onnxruntime's per session (0: one a core).
+    """
     if backend not in BACKENDS:
         raise ModelError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)} (RAG_BACKEND, --backend)")
     if backend != "torch":
         return load_onnx(name_or_path, backend, threads)
+    _set_torch_threads(threads)
     os.environ["HF_HUB_OFFLINE"] = "1"
     from sentence_transformers import SentenceTransformer
     from transformers.utils import logging as transformers_logging

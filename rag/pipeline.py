@@ -15,8 +15,8 @@ from rag.corpus import load_corpus
 from rag.index import BuildReport, Index, IndexUnavailable, build_index, check_fresh, corpus_fingerprint, load_index
 from rag.keywords import is_chinese
 from rag.messages import Problem
-from rag.model import Embedder, encode_passages, encode_queries, load_model, model_fingerprint, set_threads
-from rag.readers import SUFFIXES
+from rag.model import Embedder, encode_passages, encode_queries, load_model, model_fingerprint
+from rag.readers import is_document
 from rag.retrieve import retrieve
 
 MIN_WORD_CHARS = 2  # a question without Chinese needs at least this many letters or digits
@@ -63,9 +63,7 @@ class Pipeline:
         with self._lock:
             if self._model is None:
                 s = self.settings
-                if s.backend == "torch":  # onnxruntime takes its threads per session, in load_model
-                    set_threads(s.torch_threads)
-                self._model = load_model(s.model, s.backend, s.onnx_threads)
+                self._model = load_model(s.model, s.backend, s.torch_threads if s.backend == "torch" else s.onnx_threads)
             return self._model
 
     def _encode_questions(self, texts: list[str]) -> list:
@@ -83,7 +81,7 @@ class Pipeline:
     def _seed_files(self) -> tuple:
         """Name, size and modification time of each seed file: cheap to read, changes when a file does."""
         try:
-            files = [p for p in self.settings.seeds.iterdir() if p.suffix.lower() in SUFFIXES]
+            files = [p for p in self.settings.seeds.iterdir() if is_document(p)]
             return tuple(sorted((p.name, st.st_size, st.st_mtime_ns) for p in files for st in [p.stat()]))
         except OSError:
             return ()

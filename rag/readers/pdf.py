@@ -13,7 +13,6 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-
 from pypdf import PdfReader
 
 from rag.document import Block, Document, UnreadableDocument, split_authors
