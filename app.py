@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
 import html
 import ipaddress
 import json
@@ -16,7 +18,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import anyio
 import gradio as gr
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
@@ -42,6 +48,7 @@ MAX_REQUEST_BYTES = 4 * 1024 * 1024  # a longer HTTP request body is refused wit
 UPLOAD_PATH = "/upload"  # Gradio's upload route: its bodies may be as large as Settings.max_upload_mb, plus the form
 UPLOAD_FORM_BYTES = 64 * 1024  # multipart headers and boundaries around an uploaded file
 API_NAME = "ask"
+ASK_ROUTE = "/api/ask"  # the plain JSON route: POST {"question": …, "top_k": 5} → Answer.to_dict()
 CHAT_HEIGHT = "min(640px, 62vh)"  # leaves the question box on the first screen of a phone
 SCORE_FORMAT = "{:.3f}"
 # Every word the page shows, in Chinese (the default) and in English (for a browser that asks for English first).
@@ -416,6 +423,57 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
+def ask_route(pipeline: Pipeline, settings: Settings, auth: Any = None) -> APIRoute:
+    """POST /api/ask: one question in, Answer.to_dict() out as JSON, in arrival order, without Gradio's queue and sessions.
+
+    Answers Settings.concurrency questions at once (their embeddings batched); with `auth` (name, password → bool)
+    it asks for HTTP Basic credentials, each pair checked once.
+    """
+    limiter = anyio.CapacityLimiter(settings.concurrency)
+    verified: set[bytes] = set()  # digests of credentials already checked: PBKDF2 is slow on purpose
+
+    def allowed(header: str) -> bool:
+        scheme, _, encoded = header.partition(" ")
+        if auth is None:
+            return True
+        if scheme.lower() != "basic":
+            return False
+        digest = hashlib.sha256(encoded.encode()).digest()
+        if digest not in verified:
+            try:
+                name, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
+            except ValueError:  # not base64, or not UTF-8
+                return False
+            if not auth(name, password):
+                return False
+            verified.add(digest)
+        return True
+
+    async def endpoint(request: Request) -> JSONResponse:
+        lang = "zh" if request.headers.get("accept-language", "").lower().startswith("zh") else "en"
+        if not allowed(request.headers.get("authorization", "")):
+            return JSONResponse({"error": "login required"}, 401, {"WWW-Authenticate": 'Basic realm="policy-rag"'})
+        try:
+            body = await request.json()
+            question, top_k = body["question"], body.get("top_k", settings.top_k)
+            if not isinstance(question, str) or isinstance(top_k, bool) or not isinstance(top_k, int):
+                raise TypeError
+        except (ValueError, TypeError, KeyError):
+            return JSONResponse({"error": 'expected a JSON object {"question": "…", "top_k": 5}'}, 400)
+        try:
+            answer = await anyio.to_thread.run_sync(pipeline.ask, question, top_k, limiter=limiter)
+        except Problem as error:
+            return JSONResponse({"error": error.text(lang)}, 400)
+        except (ValueError, TypeError) as error:
+            return JSONResponse({"error": str(error)}, 400)
+        except Exception:  # a short message for the caller, the whole story in the operator's log
+            log.exception("answering %r failed", question)
+            return JSONResponse({"error": TEXT[lang]["error"]}, 500)
+        return JSONResponse(answer.to_dict())
+
+    return APIRoute(ASK_ROUTE, endpoint, methods=["POST"])
+
+
 def build_app(pipeline: Pipeline, settings: Settings, editable: bool = True) -> gr.Blocks:
     """The chat and knowledge-base tabs and the `/ask` API endpoint, all on the one shared pipeline.
 
@@ -638,7 +696,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         css=CSS,
         head=COPY_AS_PLAIN_TEXT,
         i18n=I18N,
-        app_kwargs={"middleware": [Middleware(BodyLimit, max_bytes=MAX_REQUEST_BYTES, max_upload_bytes=upload_bytes)]},
+        app_kwargs={"middleware": [Middleware(BodyLimit, max_bytes=MAX_REQUEST_BYTES, max_upload_bytes=upload_bytes)],
+                    "routes": [ask_route(pipeline, settings, auth)]},
     )
 
 

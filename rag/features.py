@@ -101,11 +101,16 @@ def key_terms(folded: str) -> frozenset[str]:
     return frozenset(named | set(_LATIN_WORD.findall(folded)) | {t for t in _QUOTED.findall(folded) if len(t) <= MAX_QUOTED_TERM_CHARS})
 
 
-def _longest_match(chars: str, text: str) -> float:
-    """The longest common substring of the question's characters and a text, as a share of the question."""
+def _longest_match(question: SequenceMatcher, text: str) -> float:
+    """The longest common substring of the question's characters and a text, as a share of the question.
+
+    `question` holds the question's characters as its second sequence, indexed once for all of a question's texts.
+    """
+    chars = question.b
     if not chars:
         return 0.0
-    return SequenceMatcher(None, chars, text, autojunk=False).find_longest_match(0, len(chars), 0, len(text)).size / len(chars)
+    question.set_seq1(text)
+    return question.find_longest_match(0, len(text), 0, len(chars)).size / len(chars)
 
 
 def _share(wanted: frozenset[str] | set[str], found: set[str]) -> float:
@@ -128,6 +133,7 @@ def sentence_features(index: Index, hits: list[Hit], query_vector: np.ndarray, q
     dense = index.sentence_vectors[rows] @ query_vector.ravel()
     best_dense = float(dense.max())
     best_keyword = max(hit.keyword_score for hit in hits) or 1.0
+    matcher = SequenceMatcher(None, "", q.chars, autojunk=False)
     features = []
     for rank, hit in enumerate(hits):
         passage = index.passages[hit.row]
@@ -153,7 +159,7 @@ def sentence_features(index: Index, hits: list[Hit], query_vector: np.ndarray, q
                 hit.keyword_score / best_keyword,
                 _share(q.bigrams, grams[i]),
                 predicates[i],
-                _longest_match(q.chars, texts[i]),
+                _longest_match(matcher, texts[i]),
                 max(neighbours, default=0.0),
                 _weighted_share(q.words, texts[i]),
                 context_missing,

@@ -420,6 +420,42 @@ def test_ask_api_returns_the_answer_json(served: str) -> None:
         client.predict("", 5, api_name="/" + app.API_NAME)
 
 
+def test_plain_ask_route_answers_json_and_refuses_bad_requests(served: str, pipeline) -> None:
+    import httpx
+
+    url = served.rstrip("/") + app.ASK_ROUTE
+    reply = httpx.post(url, json={"question": CHINESE_QUESTION, "top_k": 3}, timeout=60)
+    assert reply.status_code == 200
+    result = reply.json()
+    expected = pipeline.ask(CHINESE_QUESTION, 3)
+    assert (result["answer"], result["abstained"]) == (expected.answer, False)
+    assert len(result["passages"]) == 3 and CONSUMPTION_FILE in [c["source"] for c in result["citations"]]
+    empty = httpx.post(url, json={"question": "  "}, headers={"Accept-Language": "zh-CN"}, timeout=60)
+    assert empty.status_code == 400 and "问题是空的" in empty.json()["error"]
+    for bad in ({"top_k": 3}, {"question": 5}, {"question": "x", "top_k": "many"}, [CHINESE_QUESTION]):
+        assert httpx.post(url, json=bad, timeout=60).status_code == 400
+    assert httpx.post(url, content=b"\xff not json", timeout=60).status_code == 400
+    out_of_range = httpx.post(url, json={"question": CHINESE_QUESTION, "top_k": 0}, timeout=60)
+    assert out_of_range.status_code == 400 and "top_k" in out_of_range.json()["error"]
+
+
+def test_plain_ask_route_asks_for_a_login_when_the_app_has_users(pipeline) -> None:
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    users = {"ana": hash_password("s3cret", iterations=1000)}
+    route = app.ask_route(pipeline, pipeline.settings, lambda name, password: app.verify(users, name, password))
+    client = TestClient(FastAPI(routes=[route]))
+    body = {"question": CHINESE_QUESTION}
+    refused = client.post(app.ASK_ROUTE, json=body)
+    assert refused.status_code == 401 and refused.headers["WWW-Authenticate"].startswith("Basic")
+    assert client.post(app.ASK_ROUTE, json=body, auth=("ana", "wrong")).status_code == 401
+    assert client.post(app.ASK_ROUTE, json=body, auth=("bob", "s3cret")).status_code == 401
+    for _ in range(2):  # the second time from the checked-credentials cache
+        answered = client.post(app.ASK_ROUTE, json=body, auth=("ana", "s3cret"))
+        assert answered.status_code == 200 and answered.json()["answer"]
+
+
 # ---------------------------------------------------------------- feedback and document markup, each in its own app
 
 
