@@ -384,11 +384,11 @@ def _encode(model: "SentenceTransformer", texts: list[str], prompt: dict[str, st
     return np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(cleaned), -1)
 
 
-def encode_queries(model: Embedder, texts: list[str]) -> np.ndarray:
-    """Embed search queries with the ``query: `` prompt."""
+def encode_queries(model: Embedder, texts: list[str], batch_size: int = 32) -> np.ndarray:
+    """Embed search queries with the ``query: `` prompt, in batches of similar length."""
     if isinstance(model, OnnxEncoder):
-        return embed(model, texts, query=True)
-    return _encode(model, texts, _prompt_kwargs(model, (QUERY_PROMPT_NAME,), QUERY_PROMPT))
+        return embed(model, texts, query=True, batch_size=batch_size)
+    return _encode(model, texts, _prompt_kwargs(model, (QUERY_PROMPT_NAME,), QUERY_PROMPT), batch_size=batch_size)
 
 
 def encode_passages(model: Embedder, texts: list[str], batch_size: int = 32, show_progress: bool = False) -> np.ndarray:

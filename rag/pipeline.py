@@ -68,7 +68,7 @@ class Pipeline:
 
     def _encode_questions(self, texts: list[str]) -> list:
         """Query vectors for a batch of questions, one model call."""
-        return list(encode_queries(self.model, texts))
+        return list(encode_queries(self.model, texts, self.settings.query_encode_batch))
 
     @property
     def reader(self) -> ReaderModel:
