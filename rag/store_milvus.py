@@ -21,11 +21,13 @@ import numpy as np
 
 from rag.config import BM25_B, BM25_K1, MILVUS_ANALYZER, MILVUS_DENSE_INDEX, MILVUS_INSERT_ROWS, MILVUS_MAX_TEXT_BYTES
 from rag.index import IndexUnavailable
-from rag.keywords import fold
+from rag.keywords import STOPWORDS, fold
 
 COLLECTION_PREFIX = "passages_"
 NOT_A_NAME_CHAR = re.compile(r"[^0-9A-Za-z_]")  # Milvus names: letters, digits and underscores
 ROW, VECTOR, TEXT, SPARSE = "row", "vector", "text", "sparse"
+# Milvus's jieba tokens, less punctuation and rag.keywords' stopwords, as bm25s is given (milvus-lite drops the stopwords only)
+ANALYZER = {**MILVUS_ANALYZER, "filter": ["removepunct", {"type": "stop", "stop_words": sorted(STOPWORDS)}]}
 
 
 def collection_name(build_suffix: str) -> str:
@@ -72,7 +74,7 @@ def add_passages(uri: str, collection: str, vectors: np.ndarray, texts: list[str
     schema.add_field(ROW, DataType.INT64, is_primary=True)
     schema.add_field(VECTOR, DataType.FLOAT_VECTOR, dim=int(vectors.shape[1]))
     # Folded (NFKC, lower case, Traditional as Simplified) as rag.keywords folds: a question matches in either script.
-    schema.add_field(TEXT, DataType.VARCHAR, max_length=MILVUS_MAX_TEXT_BYTES, enable_analyzer=True, analyzer_params=MILVUS_ANALYZER)
+    schema.add_field(TEXT, DataType.VARCHAR, max_length=MILVUS_MAX_TEXT_BYTES, enable_analyzer=True, analyzer_params=ANALYZER)
     schema.add_field(SPARSE, DataType.SPARSE_FLOAT_VECTOR)
     schema.add_function(Function(name="bm25", function_type=FunctionType.BM25, input_field_names=[TEXT], output_field_names=[SPARSE]))
     index = client.prepare_index_params()
