@@ -49,8 +49,8 @@ def test_the_milvus_store_answers_as_faiss(pipeline, milvus):
     depth = milvus.settings.depth
     for q in load_dev_set()[::SAMPLE_EVERY]:
         vector = encode_queries(pipeline.model, [q.question])[0]
-        dense = dense_scores(faiss_index, vector, depth), dense_scores(milvus_index, vector, depth)
-        assert list(dense[0]) == list(dense[1]) and np.allclose(list(dense[0].values()), list(dense[1].values()), atol=1e-5)
+        exact, served = dense_scores(faiss_index, vector, depth), dense_scores(milvus_index, vector, depth)
+        assert exact.keys() == served.keys() and np.allclose([exact[r] for r in exact], [served[r] for r in exact], atol=1e-5)
         a, b = pipeline.ask(q.question), milvus.ask(q.question)
         assert a.passages[0].id == b.passages[0].id, q.question
         assert (a.answer, a.abstained) == (b.answer, b.abstained), q.question
