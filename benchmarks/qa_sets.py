@@ -88,13 +88,14 @@ def load_seed_fit(index: Index) -> list[Question]:
     return questions
 
 
-def _folder(name: str) -> Path:
+def set_folder(name: str) -> Path:
+    """The cache folder of a set's index and question vectors."""
     return cache_dir() / "bench" / name
 
 
 def cached_index(name: str, settings: Settings, model) -> Index:
     """The set's index, built once into the cache folder and rebuilt only when the code that splits it changes."""
-    folder = _folder(name)
+    folder = set_folder(name)
     corpus, _ = load(name, settings.max_passage_chars)
     wanted = fingerprint(settings.max_passage_chars, [name.encode(), SETS[name].read_bytes()])
     try:
@@ -114,7 +115,7 @@ def cached_index(name: str, settings: Settings, model) -> Index:
 def question_vectors(name: str, questions: list[Question], settings: Settings, model) -> np.ndarray:
     """Query embeddings of the questions, cached beside the set's index."""
     key = hashlib.sha1("\n".join([settings.model, *(q.text for q in questions)]).encode()).hexdigest()[:16]
-    path = _folder(name) / f"questions-{key}.npy"
+    path = set_folder(name) / f"questions-{key}.npy"
     if path.is_file():
         return np.load(path)
     vectors = encode_queries(model, [q.text for q in questions])

@@ -15,6 +15,15 @@ PASSAGE_PROMPT = "passage: "
 # vectors and declines). The default was measured side by side with `python -m benchmarks.backends` (README).
 BACKENDS = ("torch", "onnx", "onnx-int8")
 DEFAULT_BACKEND = "onnx"
+# Where passage vectors and BM25 are searched: "faiss" (embedded FAISS + bm25s, in the index folder), a Milvus server URI
+# ("http://host:19530"), or a path ending in ".db" (a local milvus-lite file). See rag/store_milvus.py and the README.
+DEFAULT_STORE = "faiss"
+MILVUS_LITE_SUFFIX = ".db"
+MILVUS_DENSE_INDEX = "FLAT"  # exact inner product, as FAISS's IndexFlatIP: the same dense ranking in both stores
+MILVUS_ANALYZER = {"tokenizer": "jieba"}  # Milvus's built-in Chinese analyzer (jieba, search mode)
+BM25_K1, BM25_B = 1.5, 0.75  # bm25s's defaults (rag/index.py), given to Milvus too so both stores score BM25 alike
+MILVUS_MAX_TEXT_BYTES = 65535  # Milvus's largest VARCHAR
+MILVUS_INSERT_ROWS = 1000  # rows sent in one insert call (a gRPC message stays far below its size limit)
 
 
 def _env(name: str, default: str) -> str:
@@ -27,6 +36,13 @@ def cache_dir() -> Path:
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "policy-rag"
     )
     return Path(base)
+
+
+def milvus_uri(store: str) -> str | None:
+    """The Milvus URI a store setting names (a milvus-lite file as an absolute path); None for the embedded FAISS."""
+    if store == DEFAULT_STORE:
+        return None
+    return str(Path(store).expanduser().resolve()) if store.endswith(MILVUS_LITE_SUFFIX) else store
 
 
 @dataclass(frozen=True)
@@ -51,6 +67,7 @@ class Settings:
     index: Path = PROJECT_ROOT / "index"
     model: str = DEFAULT_MODEL
     backend: str = DEFAULT_BACKEND  # one of BACKENDS; env RAG_BACKEND
+    store: str = DEFAULT_STORE  # "faiss", a Milvus URI or a milvus-lite ".db" path; env RAG_STORE
     onnx_threads: int = 0  # onnxruntime threads per call; 0: one per core
     # corpus
     max_passage_chars: int = 480
@@ -77,13 +94,14 @@ class Settings:
 
     @classmethod
     def from_env(cls, **overrides: object) -> "Settings":
-        """Defaults, then RAG_SEEDS / RAG_INDEX / RAG_MODEL / RAG_BACKEND and RAG_<NAME> for a number, then explicit non-None overrides."""
+        """Defaults, then RAG_SEEDS / RAG_INDEX / RAG_MODEL / RAG_BACKEND / RAG_STORE and RAG_<NAME> for a number, then explicit non-None overrides."""
         numbers = {f.name: {"int": int, "float": float}[f.type] for f in fields(cls) if f.type in ("int", "float")}
         s = cls(
             seeds=Path(_env("RAG_SEEDS", str(cls.seeds))),
             index=Path(_env("RAG_INDEX", str(cls.index))),
             model=_env("RAG_MODEL", cls.model),
             backend=_env("RAG_BACKEND", cls.backend),
+            store=_env("RAG_STORE", cls.store),
             **{name: kind(os.environ[f"RAG_{name.upper()}"]) for name, kind in numbers.items() if os.environ.get(f"RAG_{name.upper()}")},
         )
         given = {k: (Path(v) if k in ("seeds", "index") else v) for k, v in overrides.items() if v is not None}

@@ -12,7 +12,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import bm25s
 import faiss
@@ -24,7 +24,11 @@ import rag.keywords
 import rag.readers
 from rag.corpus import Article, Corpus, Passage
 from rag.readers import is_document
+from rag.config import DEFAULT_STORE, milvus_uri
 from rag.keywords import tokens
+
+if TYPE_CHECKING:
+    from rag.store_milvus import MilvusPassages
 
 FORMAT_VERSION = 5
 CURRENT = "CURRENT"  # names the active build folder inside the index folder; replaced atomically
@@ -69,6 +73,7 @@ class Index:
     dense: faiss.Index
     sentence_vectors: np.ndarray
     bm25: bm25s.BM25
+    store: MilvusPassages | None = None  # where retrieval searches passages when the store is Milvus (else FAISS and bm25)
 
 
 @dataclass(frozen=True)
@@ -201,18 +206,19 @@ def build_index(
     encode: Encoder,
     fingerprint: str,
     max_passage_chars: int,
+    store: str = DEFAULT_STORE,
 ) -> BuildReport:
-    """Write the index of a corpus into index_dir; the previous index stays active until the new one is complete."""
+    """Write the index of a corpus into index_dir (and its passages into a Milvus `store`); the previous stays active until the new one is complete."""
     started = time.perf_counter()
     index_dir = Path(index_dir)
     if not corpus.passages:
         raise ValueError("No text to index: every file was empty or unreadable.")
     with build_lock(index_dir):
-        return _build_locked(corpus, index_dir, model_name, model_fingerprint, encode, fingerprint, max_passage_chars, started)
+        return _build_locked(corpus, index_dir, model_name, model_fingerprint, encode, fingerprint, max_passage_chars, store, started)
 
 
 def _build_locked(corpus: Corpus, index_dir: Path, model_name: str, model_fingerprint: str, encode: Encoder, fingerprint: str,
-                  max_passage_chars: int, started: float) -> BuildReport:
+                  max_passage_chars: int, store: str, started: float) -> BuildReport:
     articles = {a.id: a for a in corpus.articles}
     sentences = [s for p in corpus.passages for s in p.sentences]
     cache = _previous_vectors(index_dir, model_fingerprint)
@@ -223,6 +229,7 @@ def _build_locked(corpus: Corpus, index_dir: Path, model_name: str, model_finger
 
     index_dir.mkdir(parents=True, exist_ok=True)
     build = Path(tempfile.mkdtemp(prefix=".build-", dir=index_dir))
+    milvus = _milvus_collection(store, build)
     try:
         dense = faiss.IndexFlatIP(vectors.shape[1])
         dense.add(vectors[:n])
@@ -249,20 +256,47 @@ def _build_locked(corpus: Corpus, index_dir: Path, model_name: str, model_finger
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "files": _checksums(build),
         }
+        if milvus:
+            from rag.store_milvus import add_passages
+
+            add_passages(*milvus, vectors[:n], passage_texts)
+            manifest["milvus"] = dict(zip(("uri", "collection"), milvus))
         (build / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
-        _activate(index_dir, build)
+        _activate(index_dir, build, store)
     except BaseException:
+        if build.exists():  # not switched in (it is renamed first): its collection goes with it
+            _drop_collection(store, build)
         shutil.rmtree(build, ignore_errors=True)
         raise
     return BuildReport(index_dir, len(corpus.files), corpus.skipped, len(corpus.articles), n, len(sentences),
                        embedded, len(keys) - embedded, time.perf_counter() - started)
 
 
-def _activate(index_dir: Path, build: Path) -> None:
+def _milvus_collection(store: str, build: Path) -> tuple[str, str] | None:
+    """(URI, collection) where a build's passages go in a Milvus store, named after its folder; None for FAISS."""
+    uri = milvus_uri(store)
+    if not uri:
+        return None
+    from rag.store_milvus import collection_name
+
+    return uri, collection_name(build.name.rsplit("-", 1)[-1])
+
+
+def _drop_collection(store: str, build: Path) -> None:
+    """Drop a removed build's Milvus collection, if the store is Milvus."""
+    milvus = _milvus_collection(store, build)
+    if milvus:
+        from rag.store_milvus import drop_passages
+
+        drop_passages(*milvus)
+
+
+def _activate(index_dir: Path, build: Path, store: str = DEFAULT_STORE) -> None:
     """Point CURRENT at the new build (an atomic rename), then remove all builds but it and the one it replaces.
 
     Called with the build lock held, so no other build is being written: any other `.build-*` is a killed build's.
-    The replaced build stays until the next switch, for a reader that read CURRENT just before this one.
+    The replaced build stays until the next switch, for a reader that read CURRENT just before this one; a removed
+    build's Milvus collection goes with it.
     """
     final = index_dir / f"build-{time.strftime('%Y%m%d-%H%M%S')}-{build.name.removeprefix('.build-')}"  # unique
     build.rename(final)
@@ -281,14 +315,18 @@ def _activate(index_dir: Path, build: Path) -> None:
         if old not in (final, previous) and (old.name.startswith((".build-", f".{CURRENT}.")) or (old.is_dir() and old.name.startswith("build-"))):
             if old.is_dir():
                 shutil.rmtree(old, ignore_errors=True)
+                _drop_collection(store, old)
             else:
                 old.unlink(missing_ok=True)
 
 
-def check_fresh(manifest: dict, seeds: Path | None, max_passage_chars: int, model_name: str, model_fingerprint: str | None) -> None:
-    """Raise IndexUnavailable("stale") if the index was built from another corpus, passage bound or model."""
+def check_fresh(manifest: dict, seeds: Path | None, max_passage_chars: int, model_name: str, model_fingerprint: str | None,
+                store: str = DEFAULT_STORE) -> None:
+    """Raise IndexUnavailable("stale") if the index was built from another corpus, passage bound, model or store."""
     if manifest.get("model") != model_name or (model_fingerprint and manifest.get("model_fingerprint") != model_fingerprint):
         raise IndexUnavailable("stale", f"The index was built with model {manifest.get('model')!r}, not {model_name!r}: rebuild it.")
+    if milvus_uri(store) != manifest.get("milvus", {}).get("uri"):
+        raise IndexUnavailable("stale", f"The index was not built into the store {store!r}: rebuild it.")
     if seeds is not None and Path(seeds).is_dir():
         if corpus_fingerprint(seeds, max_passage_chars) != manifest.get("corpus_fingerprint"):
             raise IndexUnavailable("stale", f"The seed files in {seeds} or the passage settings changed since the index was built: rebuild it.")
@@ -320,10 +358,20 @@ def load_index(index_dir: Path) -> Index:
         bm25 = bm25s.BM25.load(str(build / BM25_DIR), show_progress=False)
         counts = manifest["counts"]
         consistent = dense.ntotal == len(passages) == counts["passages"] and len(sentence_vectors) == len(sentences) == counts["sentences"]
+        store = _open_store(manifest.get("milvus"), len(passages))
     except IndexUnavailable:
         raise
     except Exception as e:  # whatever a damaged file makes a reader raise (EOFError, IndexError, …)
         raise IndexUnavailable("corrupt", f"The index in {index_dir} is damaged ({type(e).__name__}: {e}): rebuild it.") from e
     if not consistent or not (_unit_rows(dense.reconstruct_n(0, dense.ntotal)) and _unit_rows(sentence_vectors)):
         raise IndexUnavailable("corrupt", f"The index in {index_dir} is inconsistent (counts or vectors): rebuild it.")
-    return Index(manifest, articles, passages, tuple(sentences), tuple(ranges), dense, sentence_vectors, bm25)
+    return Index(manifest, articles, passages, tuple(sentences), tuple(ranges), dense, sentence_vectors, bm25, store)
+
+
+def _open_store(milvus: dict | None, rows: int) -> MilvusPassages | None:
+    """The build's Milvus collection, checked to hold its passages (IndexUnavailable if not); None for FAISS."""
+    if not milvus:
+        return None
+    from rag.store_milvus import open_passages
+
+    return open_passages(milvus["uri"], milvus["collection"], rows)

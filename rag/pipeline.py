@@ -118,7 +118,7 @@ class Pipeline:
         corpus = load_corpus(s.seeds, s.max_passage_chars)
         fingerprint = corpus_fingerprint(s.seeds, s.max_passage_chars)
         encode = partial(encode_passages, self.model, batch_size=s.batch_size, show_progress=progress)
-        report = build_index(corpus, s.index, s.model, model_fingerprint(s.model, s.backend), encode, fingerprint, s.max_passage_chars)
+        report = build_index(corpus, s.index, s.model, model_fingerprint(s.model, s.backend), encode, fingerprint, s.max_passage_chars, s.store)
         with self._lock:
             self._index, self._seeds_seen, self.notice = load_index(s.index), seen, ""
         return report
@@ -127,7 +127,7 @@ class Pipeline:
         """Load the index, checking it was built from the current seeds and model."""
         index = load_index(self.settings.index)
         s = self.settings
-        check_fresh(index.manifest, s.seeds, s.max_passage_chars, s.model, model_fingerprint(s.model, s.backend))
+        check_fresh(index.manifest, s.seeds, s.max_passage_chars, s.model, model_fingerprint(s.model, s.backend), s.store)
         return index
 
     def ensure_index(self, progress: bool = True) -> Index:

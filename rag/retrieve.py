@@ -1,4 +1,4 @@
-"""Hybrid retrieval: dense (FAISS) and keyword (BM25) passage rankings, fused into one."""
+"""Hybrid retrieval: dense (FAISS or Milvus) and keyword (BM25) passage rankings, fused into one."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,13 +25,17 @@ class Hit:
 
 def dense_scores(index: Index, query_vector: np.ndarray, depth: int) -> dict[int, float]:
     """Cosine similarity of the best `depth` passages to the query."""
+    if index.store:
+        return index.store.search_dense(query_vector, depth)
     scores, rows = index.dense.search(query_vector.reshape(1, -1).astype(np.float32), min(depth, index.dense.ntotal))
     return {int(r): float(s) for r, s in zip(rows[0], scores[0]) if r >= 0}
 
 
-def keyword_scores(index: Index, query_tokens: list[str], depth: int) -> dict[int, float]:
-    """BM25 scores of the best `depth` passages that share at least one word with the query."""
-    known = [t for t in query_tokens if t in index.bm25.vocab_dict]
+def keyword_scores(index: Index, question: str, depth: int) -> dict[int, float]:
+    """BM25 scores of the best `depth` passages that share at least one word with the question."""
+    if index.store:
+        return index.store.search_keyword(question, depth)
+    known = [t for t in tokens(question) if t in index.bm25.vocab_dict]
     if not known:
         return {}
     scores = index.bm25.get_scores(known)
@@ -71,7 +75,7 @@ def retrieve(index: Index, query_vector: np.ndarray, question: str, top_k: int, 
     dense = dense_scores(index, query_vector, settings.depth) if fusion != "keyword" else {}
     values = np.fromiter(dense.values(), dtype=np.float32) if dense else np.zeros(1, dtype=np.float32)
     mean, spread = float(values.mean()), float(values.std()) or 1.0
-    keyword = keyword_scores(index, tokens(question), settings.depth) if fusion != "dense" else {}
+    keyword = keyword_scores(index, question, settings.depth) if fusion != "dense" else {}
     fused = fuse(dense, keyword, fusion, settings.rrf_k, settings.keyword_weight)
     best = sorted(fused, key=fused.get, reverse=True)[:top_k]
     missing = [r for r in best if r not in dense]

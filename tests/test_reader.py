@@ -7,7 +7,7 @@ import pytest
 from rag.answer import DECISION_FEATURES, LANGUAGES, choose_sentences, load_reader, quote
 from rag.config import ReaderSettings
 from rag.features import DATE, NUMBER, SENTENCE_FEATURES, answer_type, sentence_features
-from rag.keywords import fold, tokens
+from rag.keywords import fold
 from rag.model import ModelError, encode_queries
 from rag.retrieve import keyword_scores, retrieve
 
@@ -61,7 +61,7 @@ def test_traditional_question_finds_simplified_text(pipeline):
     index = pipeline.ensure_index()
     simplified, traditional = "什么是数字孪生城市？", "什麼是數字孿生城市？"
     assert fold(traditional) == fold(simplified)
-    assert keyword_scores(index, tokens(traditional), 10) == keyword_scores(index, tokens(simplified), 10) != {}
+    assert keyword_scores(index, traditional, 10) == keyword_scores(index, simplified, 10) != {}
     answer = pipeline.ask(traditional)
     assert not answer.abstained and "数字孪生城市是物理城市在网络空间的映射" in answer.answer
 
