@@ -76,6 +76,7 @@ class Settings:
     top_k: int = 5
     max_top_k: int = 50
     depth: int = 50  # candidates each ranking contributes to fusion
+    sentence_depth: int = 50  # best-matching sentences whose passages join the dense ranking (0: passage vectors only)
     fusion: str = "weighted"  # measured better than "rrf" on CMRC 2018 (python -m benchmarks.cmrc)
     rrf_k: int = 60
     keyword_weight: float = 0.1

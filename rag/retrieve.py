@@ -31,6 +31,22 @@ def dense_scores(index: Index, query_vector: np.ndarray, depth: int) -> dict[int
     return {int(r): float(s) for r, s in zip(rows[0], scores[0]) if r >= 0}
 
 
+def sentence_scores(index: Index, query_vector: np.ndarray, depth: int) -> dict[int, float]:
+    """Each passage holding one of the `depth` sentences most similar to the query, with its best sentence's cosine.
+
+    A long passage that covers several topics embeds as their blend; its one sentence on the question's topic is found.
+    """
+    if depth <= 0 or not len(index.sentence_vectors):
+        return {}
+    cosines = index.sentence_vectors @ query_vector.ravel().astype(index.sentence_vectors.dtype)
+    best: dict[int, float] = {}
+    top = np.argpartition(-cosines, depth)[:depth] if len(cosines) > depth else range(len(cosines))
+    for row in top:
+        passage = index.sentences[row].passage
+        best[passage] = max(best.get(passage, -1.0), float(cosines[row]))
+    return best
+
+
 def keyword_scores(index: Index, question: str, depth: int) -> dict[int, float]:
     """BM25 scores of the best `depth` passages that share at least one word with the question."""
     if index.store:
@@ -73,6 +89,9 @@ def retrieve(index: Index, query_vector: np.ndarray, question: str, top_k: int, 
     """
     fusion = fusion or settings.fusion
     dense = dense_scores(index, query_vector, settings.depth) if fusion != "keyword" else {}
+    if fusion != "keyword":  # a passage's dense score is its own cosine or its best sentence's, whichever is higher
+        for row, cosine in sentence_scores(index, query_vector, settings.sentence_depth).items():
+            dense[row] = max(dense.get(row, -1.0), cosine)
     values = np.fromiter(dense.values(), dtype=np.float32) if dense else np.zeros(1, dtype=np.float32)
     mean, spread = float(values.mean()), float(values.std()) or 1.0
     keyword = keyword_scores(index, question, settings.depth) if fusion != "dense" else {}
