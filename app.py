@@ -65,6 +65,7 @@ TEXT = {
         "remove": "移除", "added": "已添加：{names}。", "rejected": "未添加：{reasons}。", "removed": "已移除：{name}。",
         "rebuilt": "索引已更新：{articles} 篇文章，{passages} 个段落（{seconds:.1f} 秒）。", "nothing": "请先选择文件。",
         "read_only": "知识库在这里是只读的。", "article_meta": "{authors} · {file} · {date}",
+        "stale": "文章已有改动，但索引未能重建：这个回答来自改动前的索引。",
     },
     "en": {
         "title": "Policy articles Q&A", "heading": "## Policy articles Q&A", "intro": "Ask in Chinese or English; answers quote the articles verbatim, with sources.",
@@ -81,6 +82,7 @@ TEXT = {
         "removed": "Removed: {name}.", "rebuilt": "Index updated: {articles} articles, {passages} passages ({seconds:.1f} s).",
         "nothing": "Choose files first.", "read_only": "The knowledge base is read-only here.",
         "article_meta": "{authors} · {file} · {date}",
+        "stale": "The articles changed but the index could not be rebuilt: this answer comes from the index as it was.",
     },
 }
 LANGUAGES = tuple(TEXT)  # the first is the default
@@ -321,7 +323,7 @@ def render_answer(answer: dict[str, Any], lang: str = LANGUAGES[0], followup: bo
             parts.append(f'<details class="rag-others"><summary class="rag-meta">{_e(words["other"])}</summary>')
             parts.append(_grouped_sources(others, sentences, False, words) + "</details>")
     if answer.get("notice"):
-        parts.append(f'<p class="rag-notice">{_e(answer["notice"])}</p>')
+        parts.append(f'<p class="rag-notice" title="{_e(answer["notice"])}">{_e(words["stale"])}</p>')  # the details on hover
     parts.append(f'<div class="rag-copy" hidden>{_e(plain_text(answer, lang))}</div>')  # what the copy buttons copy
     parts.append(f'<div class="rag-record" hidden>{_e(json.dumps(feedback_record(answer), ensure_ascii=False))}</div>')
     timings = answer.get("timings_ms") or {}

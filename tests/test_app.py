@@ -229,8 +229,9 @@ def test_pdf_pages_are_shown_beside_the_file() -> None:
 
 
 def test_a_stale_index_notice_is_shown_escaped() -> None:
-    rendered = app.render_answer({**evil_answer(), "notice": "索引已过期<b>!</b>"})
-    assert '<p class="rag-notice">索引已过期&lt;b&gt;!&lt;/b&gt;</p>' in rendered
+    rendered = app.render_answer({**evil_answer(), "notice": "The index is stale <b>!</b>"})
+    assert f'<p class="rag-notice" title="The index is stale &lt;b&gt;!&lt;/b&gt;">{app.TEXT["zh"]["stale"]}</p>' in rendered
+    assert app.TEXT["en"]["stale"] in app.render_answer({**evil_answer(), "notice": "x"}, "en")
     assert "rag-notice" not in app.render_answer(evil_answer())
 
 
