@@ -1,6 +1,7 @@
 """Hybrid retrieval: dense (FAISS or Milvus) and keyword (BM25) passage rankings, fused into one."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,19 +32,26 @@ def dense_scores(index: Index, query_vector: np.ndarray, depth: int) -> dict[int
     return {int(r): float(s) for r, s in zip(rows[0], scores[0]) if r >= 0}
 
 
-def sentence_scores(index: Index, query_vector: np.ndarray, depth: int) -> dict[int, float]:
-    """Each passage holding one of the `depth` sentences most similar to the query, with its best sentence's cosine.
+def sentence_scores(index: Index, query_vector: np.ndarray, candidates: Iterable[int], depth: int) -> dict[int, float]:
+    """The best sentence cosine of each candidate passage and of the passages holding the `depth` best sentences overall.
 
     A long passage that covers several topics embeds as their blend; its one sentence on the question's topic is found.
     """
-    if depth <= 0 or not len(index.sentence_vectors):
-        return {}
-    cosines = index.sentence_vectors @ query_vector.ravel().astype(index.sentence_vectors.dtype)
+    query = query_vector.ravel().astype(np.float32)
     best: dict[int, float] = {}
-    top = np.argpartition(-cosines, depth)[:depth] if len(cosines) > depth else range(len(cosines))
-    for row in top:
-        passage = index.sentences[row].passage
-        best[passage] = max(best.get(passage, -1.0), float(cosines[row]))
+
+    def keep(rows: np.ndarray, cosines: np.ndarray) -> None:
+        for row, cosine in zip(rows.tolist(), cosines.tolist()):
+            passage = index.sentences[row].passage
+            best[passage] = max(best.get(passage, -1.0), cosine)
+
+    rows = np.array([s for passage in candidates for s in index.passage_sentences[passage]], dtype=np.int64)
+    if len(rows):
+        keep(rows, index.sentence_vectors[rows] @ query)
+    if depth > 0 and len(index.sentence_vectors):
+        cosines = index.sentence_vectors @ query
+        top = np.argpartition(-cosines, depth)[:depth] if len(cosines) > depth else np.arange(len(cosines))
+        keep(top, cosines[top])
     return best
 
 
@@ -90,7 +98,7 @@ def retrieve(index: Index, query_vector: np.ndarray, question: str, top_k: int, 
     fusion = fusion or settings.fusion
     dense = dense_scores(index, query_vector, settings.depth) if fusion != "keyword" else {}
     if fusion != "keyword":  # a passage's dense score is its own cosine or its best sentence's, whichever is higher
-        for row, cosine in sentence_scores(index, query_vector, settings.sentence_depth).items():
+        for row, cosine in sentence_scores(index, query_vector, list(dense), settings.sentence_depth).items():
             dense[row] = max(dense.get(row, -1.0), cosine)
     values = np.fromiter(dense.values(), dtype=np.float32) if dense else np.zeros(1, dtype=np.float32)
     mean, spread = float(values.mean()), float(values.std()) or 1.0
