@@ -48,7 +48,7 @@ def sentence_scores(index: Index, query_vector: np.ndarray, candidates: Iterable
     rows = np.array([s for passage in candidates for s in index.passage_sentences[passage]], dtype=np.int64)
     if len(rows):
         keep(rows, index.sentence_vectors[rows] @ query)
-    if depth > 0 and len(index.sentence_vectors):
+    if len(index.sentence_vectors):
         cosines = index.sentence_vectors @ query
         top = np.argpartition(-cosines, depth)[:depth] if len(cosines) > depth else np.arange(len(cosines))
         keep(top, cosines[top])
@@ -97,7 +97,7 @@ def retrieve(index: Index, query_vector: np.ndarray, question: str, top_k: int, 
     """
     fusion = fusion or settings.fusion
     dense = dense_scores(index, query_vector, settings.depth) if fusion != "keyword" else {}
-    if fusion != "keyword":  # a passage's dense score is its own cosine or its best sentence's, whichever is higher
+    if fusion != "keyword" and settings.sentence_depth > 0:  # a passage's dense score: its own cosine or its best sentence's
         for row, cosine in sentence_scores(index, query_vector, list(dense), settings.sentence_depth).items():
             dense[row] = max(dense.get(row, -1.0), cosine)
     values = np.fromiter(dense.values(), dtype=np.float32) if dense else np.zeros(1, dtype=np.float32)

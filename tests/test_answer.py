@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 
@@ -60,6 +61,22 @@ def test_english_question_is_not_hurt_by_fusion(pipeline):
         fused = retrieve(index, vector, question, 5, pipeline.settings, fusion)
         dense = retrieve(index, vector, question, 5, pipeline.settings, "dense")
         assert [h.row for h in fused] == [h.row for h in dense]
+
+
+def test_a_passage_ranks_by_its_best_sentence_when_that_is_closer(pipeline):
+    index = pipeline.ensure_index()
+    question = "数字孪生城市是什么？"
+    vector = encode_queries(pipeline.model, [question])[0]
+    hits = retrieve(index, vector, question, 5, pipeline.settings, "dense")
+    for hit in hits:
+        span = index.passage_sentences[hit.row]
+        own = float(index.dense.reconstruct(hit.row) @ vector)
+        best_sentence = float((index.sentence_vectors[span.start : span.stop] @ vector).max())
+        assert hit.dense_score == pytest.approx(max(own, best_sentence), abs=1e-4)
+    assert any(hit.dense_score > float(index.dense.reconstruct(hit.row) @ vector) + 0.01 for hit in hits)
+    assert "数字孪生城市是物理城市在网络空间的映射" in index.passages[hits[0].row].text
+    unchanged = retrieve(index, vector, question, 5, replace(pipeline.settings, sentence_depth=0), "dense")
+    assert [h.row for h in unchanged] != [h.row for h in hits] or [h.dense_score for h in unchanged] != [h.dense_score for h in hits]
 
 
 @pytest.mark.parametrize("question", ["", "   \n\t", "\x00\x07"])
