@@ -60,7 +60,7 @@ TEXT = {
         "other": "其他检索到的段落", "passage": "段落 {n}", "references": "参考文献：", "error": "出错了，请稍后再试。",
         "asked": "按上文理解为：{q}",
         "tab_chat": "问答", "tab_library": "知识库", "col_title": "标题", "col_authors": "作者", "col_file": "文件",
-        "col_date": "日期", "col_passages": "段落", "open_hint": "点击一行，查看文章全文（上一个回答引用的句子会标出）。",
+        "col_date": "日期", "col_passages": "段落", "open_hint": "点击一行，查看文章全文（上一个回答引用的句子会标出）。", "open": "读全文",
         "upload": "添加文件（PDF、Word、网页、文本）", "add": "添加到知识库", "remove_choice": "要移除的文件",
         "remove": "移除", "added": "已添加：{names}。", "rejected": "未添加：{reasons}。", "removed": "已移除：{name}。",
         "rebuilt": "索引已更新：{articles} 篇文章，{passages} 个段落（{seconds:.1f} 秒）。", "nothing": "请先选择文件。",
@@ -76,7 +76,7 @@ TEXT = {
         "asked": "Read with the previous question: {q}",
         "tab_chat": "Chat", "tab_library": "Knowledge base", "col_title": "Title", "col_authors": "Authors",
         "col_file": "File", "col_date": "Date", "col_passages": "Passages",
-        "open_hint": "Click a row to read the article in full (sentences the last answer quoted are marked).",
+        "open_hint": "Click a row to read the article in full (sentences the last answer quoted are marked).", "open": "Read it all",
         "upload": "Add files (PDF, Word, web page, text)", "add": "Add to the knowledge base",
         "remove_choice": "File to remove", "remove": "Remove", "added": "Added: {names}.", "rejected": "Not added: {reasons}.",
         "removed": "Removed: {name}.", "rebuilt": "Index updated: {articles} articles, {passages} passages ({seconds:.1f} s).",
@@ -107,6 +107,22 @@ COPY_AS_PLAIN_TEXT = """<script>
   clip.ragPlainText = true;
 })();
 </script>"""
+# A source's "read it all" button (rendered inside the chat, so it cannot carry a Gradio event itself) writes the article
+# id into a hidden box, whose change event opens the article in the knowledge-base tab; the click's time after a newline
+# makes a second click on the same article a change too.
+OPEN_ID_CLASS = "rag-id-"  # followed by the article id's UTF-8 bytes in hex
+OPEN_CITED_ARTICLE = """<script>
+document.addEventListener('click', (event) => {
+  const button = event.target.closest && event.target.closest('.rag-open');
+  const box = document.querySelector('#open-article textarea');
+  const hex = button && [...button.classList].find(c => c.startsWith('%s'));
+  if (!hex || !box) return;
+  const bytes = hex.slice(%d).match(/../g).map(h => parseInt(h, 16));
+  box.value = new TextDecoder().decode(new Uint8Array(bytes)) + '\\n' + Date.now();
+  box.dispatchEvent(new Event('input', {bubbles: true}));
+});
+</script>""" % (OPEN_ID_CLASS, len(OPEN_ID_CLASS))
+CHAT_TAB_ID, LIBRARY_TAB_ID = "chat", "library"
 FEEDBACK_FILE = "feedback.jsonl"  # beside the index: question, answer, passage ids and 👍/👎, one a line
 FEEDBACK_LOCK = threading.Lock()
 RECORD_RE = re.compile(r'<div class="rag-record" hidden(?:="")?>(.*?)</div>', re.S)
@@ -130,6 +146,8 @@ CSS = """
 .rag-sources { margin: 0; padding-left: .2em; list-style: none; }
 .rag-sources > li { margin-bottom: .5em; }
 .rag-article-title { font-weight: 600; }
+.rag-open { background: none; border: none; padding: 0 .2em; color: #2563eb; font-size: .8em; cursor: pointer; text-decoration: underline; }
+.dark .rag-open { color: #93c5fd; }
 .rag-meta, .rag-score, .rag-timing { color: #888; font-size: .8em; }
 .rag-reply details { margin: .25em 0 .25em 1.2em; }
 .rag-reply summary { cursor: pointer; }
@@ -180,14 +198,17 @@ def _authors(article: dict[str, Any]) -> str:
     return _e("、".join(article.get("authors") or ()) or "—")
 
 
-def _article_line(article: dict[str, Any], number: int | None = None) -> str:
-    """Title, authors and file (with the quoted pages of a PDF) of one article."""
+def _article_line(article: dict[str, Any], number: int | None = None, open_label: str = "") -> str:
+    """Title, authors and file (with the quoted pages of a PDF) of one article; with `open_label`, a button to read it all."""
     ref = f'<span class="rag-ref">[{number}]</span> ' if number is not None else ""
     pages = page_label(article.get("pages") or ())
+    article_id = str(article.get("article_id") or "")  # in a class: the chat's sanitizer keeps classes, not data-*
+    opener = (f' <button type="button" class="rag-open {OPEN_ID_CLASS}{article_id.encode().hex()}">{_e(open_label)}</button>'
+              if open_label and article_id else "")
     return (
         f'{ref}<span class="rag-article-title">{_e(article.get("title") or "—")}</span>'
         f' <span class="rag-meta">· {_authors(article)} · <code>{_e(article.get("source"))}</code>'
-        f'{", " + pages if pages else ""}</span>'
+        f'{", " + pages if pages else ""}</span>{opener}'
     )
 
 
@@ -223,7 +244,7 @@ def _grouped_sources(groups: list[tuple[dict[str, Any], list[dict[str, Any]]]], 
         for passage in passages:
             count += 1
             rendered.append(_passage(passage, sentences, count, words))
-        items.append(f'<li>{_article_line(article, i if numbered else None)}{"".join(rendered)}</li>')
+        items.append(f'<li>{_article_line(article, i if numbered else None, words["open"])}{"".join(rendered)}</li>')
     return f'<ul class="rag-sources">{"".join(items)}</ul>'
 
 
@@ -575,6 +596,14 @@ def build_app(pipeline: Pipeline, settings: Settings, editable: bool = True) -> 
             return f"{ERROR_PREFIX}{name}: {error.strerror or error}", gr.skip(), gr.skip()
         return f"{words['removed'].format(name=name)}\n\n{rebuilt(words)}", articles_now(request), files_now()
 
+    def open_cited(opened: str, quoted: list[str], request: gr.Request) -> tuple[Any, Any]:
+        """An article an answer cites (its id, a newline, the click's time), opened in the knowledge-base tab."""
+        index = pipeline.ensure_index()
+        article = index.articles.get(opened.split("\n")[0])
+        if article is None:  # the index changed since the answer
+            return gr.skip(), gr.skip()
+        return render_article(index, article.title, article.source, quoted or [], language_of(request)), gr.Tabs(selected=LIBRARY_TAB_ID)
+
     def open_article(event: gr.SelectData, quoted: list[str], request: gr.Request) -> str:
         """The clicked article in full."""
         row = event.row_value or []
@@ -583,54 +612,57 @@ def build_app(pipeline: Pipeline, settings: Settings, editable: bool = True) -> 
     with gr.Blocks(title=TEXT[LANGUAGES[0]]["title"], analytics_enabled=False) as demo:
         gr.Markdown(I18N("heading"))
         quoted = gr.State([])
-        with gr.Tab(I18N("tab_chat"), elem_id="tab-chat"):
-            gr.Markdown(I18N("intro"))
-            chatbot = gr.Chatbot(
-                show_label=False,
-                height=CHAT_HEIGHT,
-                examples=[{"text": q} for q in EXAMPLES],
-                group_consecutive_messages=False,  # an error after an answer gets its own bubble
-                buttons=["copy", "copy_all"],
-                placeholder=I18N("chat_placeholder"),
-                **CHATBOT_SAFETY,
-            )
-            with gr.Row():
-                question = gr.Textbox(
+        open_box = gr.Textbox(visible="hidden", elem_id="open-article")
+        with gr.Tabs() as tabs:
+            with gr.Tab(I18N("tab_chat"), id=CHAT_TAB_ID, elem_id="tab-chat"):
+                gr.Markdown(I18N("intro"))
+                chatbot = gr.Chatbot(
                     show_label=False,
-                    placeholder=I18N("box_placeholder"),
-                    scale=4,
-                    submit_btn=True,
-                    max_lines=4,
-                    min_width=QUESTION_MIN_WIDTH,  # narrower screens put the slider below the box, not beside it
-                    elem_id="question",
+                    height=CHAT_HEIGHT,
+                    examples=[{"text": q} for q in EXAMPLES],
+                    group_consecutive_messages=False,  # an error after an answer gets its own bubble
+                    buttons=["copy", "copy_all"],
+                    placeholder=I18N("chat_placeholder"),
+                    **CHATBOT_SAFETY,
                 )
-                top_k = gr.Slider(MIN_PASSAGES, MAX_PASSAGES, value=settings.top_k, step=1, label=I18N("passages"), scale=1)
-            question.submit(respond, [question, chatbot, top_k], [question, chatbot, quoted], api_visibility="private")
-            chatbot.example_select(respond_example, [chatbot, top_k], [question, chatbot, quoted], api_visibility="private")
-            chatbot.like(rate, None, None, api_visibility="private")
-        with gr.Tab(I18N("tab_library"), elem_id="tab-library") as library_tab:
-            status = gr.Markdown(elem_id="library-status")
-            if editable:
                 with gr.Row():
-                    uploads = gr.File(file_count="multiple", file_types=list(SUFFIXES), label=I18N("upload"), elem_id="upload", scale=3)
-                    with gr.Column(scale=2):
-                        add_button = gr.Button(I18N("add"), variant="primary", elem_id="add")
-                        choice = gr.Dropdown(choices=documents(settings.seeds), value=None, label=I18N("remove_choice"), elem_id="remove-choice")
-                        remove_button = gr.Button(I18N("remove"), variant="stop", elem_id="remove")
-            else:
-                gr.Markdown(I18N("read_only"))
-            table = gr.Dataframe(
-                value=article_table(pipeline.ensure_index()), interactive=False, wrap=True, show_search="search", elem_id="articles",
-            )
-            gr.Markdown(I18N("open_hint"))
-            article = gr.HTML(elem_id="article")
-            library_tab.select(articles_now, None, [table], api_visibility="private")
-            demo.load(articles_now, None, [table], api_visibility="private")  # headers in the browser's language
-            table.select(open_article, [quoted], [article], api_visibility="private")
-            if editable:
-                library_tab.select(files_now, None, [choice], api_visibility="private")
-                add_button.click(add_files, [uploads], [status, table, choice, uploads], api_visibility="private")
-                remove_button.click(remove_file, [choice], [status, table, choice], api_visibility="private")
+                    question = gr.Textbox(
+                        show_label=False,
+                        placeholder=I18N("box_placeholder"),
+                        scale=4,
+                        submit_btn=True,
+                        max_lines=4,
+                        min_width=QUESTION_MIN_WIDTH,  # narrower screens put the slider below the box, not beside it
+                        elem_id="question",
+                    )
+                    top_k = gr.Slider(MIN_PASSAGES, MAX_PASSAGES, value=settings.top_k, step=1, label=I18N("passages"), scale=1)
+                question.submit(respond, [question, chatbot, top_k], [question, chatbot, quoted], api_visibility="private")
+                chatbot.example_select(respond_example, [chatbot, top_k], [question, chatbot, quoted], api_visibility="private")
+                chatbot.like(rate, None, None, api_visibility="private")
+            with gr.Tab(I18N("tab_library"), id=LIBRARY_TAB_ID, elem_id="tab-library") as library_tab:
+                status = gr.Markdown(elem_id="library-status")
+                if editable:
+                    with gr.Row():
+                        uploads = gr.File(file_count="multiple", file_types=list(SUFFIXES), label=I18N("upload"), elem_id="upload", scale=3)
+                        with gr.Column(scale=2):
+                            add_button = gr.Button(I18N("add"), variant="primary", elem_id="add")
+                            choice = gr.Dropdown(choices=documents(settings.seeds), value=None, label=I18N("remove_choice"), elem_id="remove-choice")
+                            remove_button = gr.Button(I18N("remove"), variant="stop", elem_id="remove")
+                else:
+                    gr.Markdown(I18N("read_only"))
+                table = gr.Dataframe(
+                    value=article_table(pipeline.ensure_index()), interactive=False, wrap=True, show_search="search", elem_id="articles",
+                )
+                gr.Markdown(I18N("open_hint"))
+                article = gr.HTML(elem_id="article")
+                library_tab.select(articles_now, None, [table], api_visibility="private")
+                demo.load(articles_now, None, [table], api_visibility="private")  # headers in the browser's language
+                table.select(open_article, [quoted], [article], api_visibility="private")
+                open_box.change(open_cited, [open_box, quoted], [article, tabs], api_visibility="private")
+                if editable:
+                    library_tab.select(files_now, None, [choice], api_visibility="private")
+                    add_button.click(add_files, [uploads], [status, table, choice, uploads], api_visibility="private")
+                    remove_button.click(remove_file, [choice], [status, table, choice], api_visibility="private")
         gr.api(ask, api_name=API_NAME)
     return demo
 
@@ -696,7 +728,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         max_file_size=settings.max_upload_mb * 2**20,
         theme=gr.themes.Default(font=list(FONTS)),
         css=CSS,
-        head=COPY_AS_PLAIN_TEXT,
+        head=COPY_AS_PLAIN_TEXT + OPEN_CITED_ARTICLE,
         i18n=I18N,
         app_kwargs={"middleware": [Middleware(BodyLimit, max_bytes=MAX_REQUEST_BYTES, max_upload_bytes=upload_bytes)],
                     "routes": [ask_route(pipeline, settings, auth)]},

@@ -285,6 +285,23 @@ def test_chinese_question_cites_the_consumption_article(page) -> None:
         page.screenshot(path=str(SCREENSHOT), clip={"x": 0, "y": 0, "width": VIEWPORT["width"], "height": box["y"] + box["height"] + SCREENSHOT_MARGIN_PX})
 
 
+def test_a_cited_article_opens_in_the_knowledge_base_with_the_quote_marked(page, pipeline) -> None:
+    reply = ask_in_browser(page, CHINESE_QUESTION)
+    quoted = reply.locator(".rag-sentence").first.inner_text().strip()
+    reply.locator(".rag-sources").first.locator(".rag-open").first.click()
+    page.locator("#article mark").first.wait_for()
+    assert page.locator("#tab-library").is_visible() and not page.locator("#tab-chat").is_visible()
+    assert CONSUMPTION_TITLE in page.locator("#article h2").inner_text()
+    assert page.locator("#article mark").first.inner_text() in quoted
+    other = next(a.title for a in pipeline.ensure_index().articles.values() if a.title != CONSUMPTION_TITLE)
+    visible_cell(page, other).click()
+    page.locator("#article h2", has_text=other).wait_for()
+    page.get_by_role("tab", name=CHAT_TAB).click()
+    reply.locator(".rag-sources").first.locator(".rag-open").first.click()  # the same article again
+    page.locator("#article h2", has_text=CONSUMPTION_TITLE).wait_for()
+    page.get_by_role("tab", name=CHAT_TAB).click()
+
+
 def test_passages_are_listed_under_their_own_article(page, pipeline) -> None:
     """File 000 holds three articles: each passage must sit under the article it belongs to, not just its file."""
     reply = ask_in_browser(page, MULTI_ARTICLE_QUESTION)
