@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.config import PROJECT_ROOT, Settings, cache_dir
+from rag.config import DEFAULT_BACKEND, PROJECT_ROOT, Settings, cache_dir
 from rag.corpus import Article, Corpus, passages_of
 from rag.index import Index, build_index, fingerprint, load_index
 from rag.model import encode_passages, encode_queries, model_fingerprint
@@ -88,14 +88,14 @@ def load_seed_fit(index: Index) -> list[Question]:
     return questions
 
 
-def set_folder(name: str) -> Path:
-    """The cache folder of a set's index and question vectors."""
-    return cache_dir() / "bench" / name
+def set_folder(name: str, backend: str = DEFAULT_BACKEND) -> Path:
+    """The cache folder of a set's index and question vectors (one per backend: their passage vectors differ)."""
+    return cache_dir() / "bench" / (name if backend == DEFAULT_BACKEND else f"{name}-{backend}")
 
 
 def cached_index(name: str, settings: Settings, model) -> Index:
     """The set's index, built once into the cache folder and rebuilt only when the code that splits it changes."""
-    folder = set_folder(name)
+    folder = set_folder(name, settings.backend)
     corpus, _ = load(name, settings.max_passage_chars)
     wanted = fingerprint(settings.max_passage_chars, [name.encode(), SETS[name].read_bytes()])
     try:
@@ -115,7 +115,7 @@ def cached_index(name: str, settings: Settings, model) -> Index:
 def question_vectors(name: str, questions: list[Question], settings: Settings, model) -> np.ndarray:
     """Query embeddings of the questions, cached beside the set's index."""
     key = hashlib.sha1("\n".join([settings.model, *(q.text for q in questions)]).encode()).hexdigest()[:16]
-    path = set_folder(name) / f"questions-{key}.npy"
+    path = set_folder(name, settings.backend) / f"questions-{key}.npy"
     if path.is_file():
         return np.load(path)
     vectors = encode_queries(model, [q.text for q in questions])

@@ -79,7 +79,7 @@ def cmrc_rows(faiss: Pipeline, work: Path) -> list[tuple[str, str, str]]:
     """(measure, FAISS, Milvus) rows on CMRC 2018 dev, weighted fusion."""
     settings, model = faiss.settings, faiss.model
     index, questions, vectors = prepared(CMRC, settings, model)
-    copy = milvus_copy(replace(settings, index=set_folder(CMRC)), work / CMRC)
+    copy = milvus_copy(replace(settings, index=set_folder(CMRC, settings.backend)), work / CMRC)
     corpus, _ = load(CMRC, settings.max_passage_chars)
     encode = partial(encode_passages, model, batch_size=settings.batch_size)
     build_index(corpus, copy.index, settings.model, index.manifest["model_fingerprint"], encode, index.manifest["corpus_fingerprint"],
