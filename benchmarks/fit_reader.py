@@ -7,7 +7,8 @@ Fitting data, never the sets we measure on (CMRC 2018 dev, the seed dev set, the
   IN_DOMAIN_WEIGHT times as much;
 - no-answer cases: SQuAD 2.0 zh's unanswerable questions, CMRC trial, DRCD and seed fitting questions asked with
   their gold context taken out of the retrieved passages (whatever the reader then finds is not the answer), and
-  answerable questions asking after another year, number or place than their context holds (swap_key_term).
+  answerable questions asking after another year, number or place than their context holds (swap_key_term), and
+  CMRC trial questions asked of the seed articles (off their topics).
 
 Two linear models, each in two variants (all features for a question with Chinese, only the language-independent
 ones for a question without): the sentence model (does this sentence hold the answer?), a conditional logit over
@@ -44,6 +45,9 @@ SWAP_PLACES = ("贵州", "青海", "甘肃", "宁夏", "海南", "吉林", "黑�
 SEED_FIT_NAME = "seed-fit"
 IN_DOMAIN_WEIGHT = 10.0
 GOLD_REMOVED_FROM = ("cmrc-trial", "drcd")  # answerable sets that also give no-answer cases
+# Questions of an encyclopedia set asked of the seed articles are no-answer cases off the articles' topics (a recipe, a
+# visa, a pop star), as users ask; this many of them.
+OFF_TOPIC_FROM, OFF_TOPIC_QUESTIONS = "cmrc-trial", 300
 REGULARISATION_C = 1.0
 # Declining an answerable question hides a right answer; answering an unanswerable one shows a wrong quote with its
 # source beside it, which a reader can check. So the threshold caps false declines rather than balancing the two.
@@ -230,6 +234,7 @@ def fit(cases: list[Case]) -> dict:
 def collect(settings: Settings, model) -> list[Case]:
     """Every fitting case of every available fitting set."""
     cases: list[Case] = []
+    off_topic: tuple[list[Question], np.ndarray] = ([], np.zeros((0, 0)))
     for name in FIT_SETS:
         if not available(name):
             print(f"skipped {name}: absent", file=sys.stderr)
@@ -241,7 +246,10 @@ def collect(settings: Settings, model) -> list[Case]:
         if name in GOLD_REMOVED_FROM:
             cases += reader_cases(name, index, qs, vs, settings, remove_gold=True)
         cases += _swapped_cases(name, index, qs, settings, model)
+        if name == OFF_TOPIC_FROM:
+            off_topic = ([Question(q.text, "", (), False) for q in qs[:OFF_TOPIC_QUESTIONS]], vs[:OFF_TOPIC_QUESTIONS])
     index = Pipeline(settings, model=model).ensure_index(progress=False)
+    cases += reader_cases(OFF_TOPIC_FROM + "-off-topic", index, *off_topic, settings)
     questions = load_seed_fit(index)
     if questions:
         vectors = encode_queries(model, [q.text for q in questions])
