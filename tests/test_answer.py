@@ -111,14 +111,14 @@ def test_top_k_is_checked(pipeline):
 def test_dev_set_figures(pipeline):
     """The measured figures (python -m benchmarks.seed_dev), asserted with a margin: a regression guard, not a target."""
     results = {name: value for name, (value, _) in evaluate(pipeline, load_dev_set()).items()}
-    # measured: answerable 0.754 (keyword 0.962, paraphrase 0.757, English 0.444); unanswerables declined 0.407
-    # (near-topic 0.383); answerables wrongly declined 0.053
-    assert results["accuracy answerable"] >= 0.70
+    # measured: answerable 0.728 (keyword 0.962, paraphrase 0.686, English 0.556); unanswerables declined 0.574
+    # (near-topic 0.511); answerables wrongly declined 0.096
+    assert results["accuracy answerable"] >= 0.68
     assert results["accuracy keyword"] >= 0.90
-    assert results["accuracy paraphrase"] >= 0.70
-    assert results["accuracy english"] >= 0.38
-    assert results["unanswerables declined"] >= 0.35
-    assert results["answerables wrongly declined"] <= 0.10
+    assert results["accuracy paraphrase"] >= 0.63
+    assert results["accuracy english"] >= 0.50
+    assert results["unanswerables declined"] >= 0.52
+    assert results["answerables wrongly declined"] <= 0.13
 
 
 def test_ask_function_and_command_line():
