@@ -29,7 +29,8 @@ from typing import Callable
 from benchmarks.seed_dev import load_dev_set
 from rag import Pipeline, Settings
 from rag.config import PROJECT_ROOT
-from rag.index import BM25_DIR, BUILD_NAME, CURRENT, LOCK, PASSAGE_INDEX, RECORDS, SENTENCE_VECTORS, IndexUnavailable, load_index
+from rag.index import BM25_DIR, BUILD_NAME, CURRENT, LOCK, PASSAGE_INDEX, VECTORS, IndexUnavailable, load_index
+from rag.records import PASSAGES
 from rag.model import load_model
 
 PYTHON = sys.executable
@@ -248,9 +249,9 @@ def garble_npy(path: Path) -> None:
 
 def edit_records(build: Path) -> None:
     """Edit a passage's text in the records, leaving valid JSON."""
-    records = json.loads((build / RECORDS).read_text(encoding="utf-8"))
-    records["passages"][3]["text"] = "篡改过的文字：国家决定取消全部消费券。"
-    (build / RECORDS).write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
+    lines = (build / PASSAGES).read_text(encoding="utf-8").splitlines(keepends=True)
+    lines[3] = json.dumps({**json.loads(lines[3]), "text": "篡改过的文字：国家决定取消全部消费券。"}, ensure_ascii=False) + "\n"
+    (build / PASSAGES).write_text("".join(lines), encoding="utf-8")
 
 
 def largest_bm25_array(build: Path) -> Path:
@@ -267,10 +268,10 @@ def pointer_directory(index: Path) -> None:
 
 DAMAGES: dict[str, Callable[[Path, Path], None]] = {
     "garbled passages.faiss": lambda seeds, build: garble(build / PASSAGE_INDEX),
-    "garbled sentence_vectors.npy": lambda seeds, build: garble_npy(build / SENTENCE_VECTORS),
+    "garbled vectors.npy": lambda seeds, build: garble_npy(build / VECTORS),
     "garbled BM25 arrays": lambda seeds, build: [garble_npy(p) for p in (build / BM25_DIR).iterdir() if p.suffix == ".npy"],
     "record text edited, valid JSON": lambda seeds, build: edit_records(build),
-    "sentence_vectors.npy truncated to 0 bytes": lambda seeds, build: (build / SENTENCE_VECTORS).write_bytes(b""),
+    "vectors.npy truncated to 0 bytes": lambda seeds, build: (build / VECTORS).write_bytes(b""),
     "binary bytes in CURRENT": lambda seeds, build: (build.parent / CURRENT).write_bytes(b"\xff\xfe\x00\x9c build-\x01"),
     "CURRENT is a directory": lambda seeds, build: pointer_directory(build.parent),
 }

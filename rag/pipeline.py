@@ -118,7 +118,8 @@ class Pipeline:
         corpus = load_corpus(s.seeds, s.max_passage_chars)
         fingerprint = corpus_fingerprint(s.seeds, s.max_passage_chars)
         encode = partial(encode_passages, self.model, batch_size=s.batch_size, show_progress=progress)
-        report = build_index(corpus, s.index, s.model, model_fingerprint(s.model, s.backend), encode, fingerprint, s.max_passage_chars)
+        report = build_index(corpus, s.index, s.model, model_fingerprint(s.model, s.backend), encode, fingerprint, s.max_passage_chars,
+                             s.dense)
         with self._lock:
             self._index, self._seeds_seen, self.notice = load_index(s.index), seen, ""
         return report

@@ -35,7 +35,8 @@ def keyword_scores(index: Index, query_tokens: list[str], depth: int) -> dict[in
     if not known:
         return {}
     scores = index.bm25.get_scores(known)
-    rows = np.argsort(-scores)[:depth]
+    top = np.argpartition(-scores, depth)[:depth] if depth < len(scores) else np.arange(len(scores))  # no full sort
+    rows = top[np.argsort(-scores[top])]
     return {int(r): float(scores[r]) for r in rows if scores[r] > 0}
 
 
