@@ -29,7 +29,7 @@ from typing import Callable
 from benchmarks.seed_dev import load_dev_set
 from rag import Pipeline, Settings
 from rag.config import PROJECT_ROOT
-from rag.index import BM25_DIR, BUILD_NAME, CURRENT, LOCK, PASSAGE_INDEX, VECTORS, IndexUnavailable, load_index
+from rag.index import BM25_DIR, BUILD_NAME, CURRENT, LOCK, PASSAGE_INDEX, SENTENCE_VECTORS, IndexUnavailable, load_index
 from rag.records import PASSAGES
 from rag.model import load_model
 
@@ -268,10 +268,10 @@ def pointer_directory(index: Path) -> None:
 
 DAMAGES: dict[str, Callable[[Path, Path], None]] = {
     "garbled passages.faiss": lambda seeds, build: garble(build / PASSAGE_INDEX),
-    "garbled vectors.npy": lambda seeds, build: garble_npy(build / VECTORS),
+    "garbled sentence_vectors.npy": lambda seeds, build: garble_npy(build / SENTENCE_VECTORS),
     "garbled BM25 arrays": lambda seeds, build: [garble_npy(p) for p in (build / BM25_DIR).iterdir() if p.suffix == ".npy"],
     "record text edited, valid JSON": lambda seeds, build: edit_records(build),
-    "vectors.npy truncated to 0 bytes": lambda seeds, build: (build / VECTORS).write_bytes(b""),
+    "sentence_vectors.npy truncated to 0 bytes": lambda seeds, build: (build / SENTENCE_VECTORS).write_bytes(b""),
     "binary bytes in CURRENT": lambda seeds, build: (build.parent / CURRENT).write_bytes(b"\xff\xfe\x00\x9c build-\x01"),
     "CURRENT is a directory": lambda seeds, build: pointer_directory(build.parent),
 }

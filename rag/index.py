@@ -36,9 +36,9 @@ LOCK = ".lock"  # held by the one process that builds and switches; readers neve
 BUILD_NAME = re.compile(r"^build-[\w.-]+$")
 UNIT_NORM_TOLERANCE = 1e-2
 PASSAGE_INDEX = "passages.faiss"
-VECTORS = "vectors.npy"  # every passage's vector, then every sentence's, as VECTOR_DTYPE, memory-mapped when loaded
-VECTOR_KEYS = "vector_keys.npy"  # the SHA-1 of each vector's text, for reuse by the next build
-VECTOR_DTYPE = np.float16  # the seed dev set answers exactly as with float32 (README)
+SENTENCE_VECTORS = "sentence_vectors.npy"  # as SENTENCE_DTYPE, memory-mapped when loaded
+SENTENCE_DTYPE = np.float16  # the seed dev set answers exactly as with float32 (README); passage vectors: rag.dense
+VECTOR_KEYS = "vector_keys.npy"  # the SHA-1 of each passage's then each sentence's text, for reuse by the next build
 KEY_DTYPE = "S20"
 EMBED_TEXTS = 65_536  # texts sent to the encoder at a time, so a large build holds one block of float32 vectors
 BM25_DIR = "bm25"
@@ -65,7 +65,7 @@ class Index:
     sentences: Sentences
     passage_sentences: PassageSentences  # rows of each passage's sentences in `sentences`
     dense: faiss.Index
-    sentence_vectors: np.ndarray  # memory-mapped, VECTOR_DTYPE
+    sentence_vectors: np.ndarray  # memory-mapped, SENTENCE_DTYPE
     bm25: bm25s.BM25
 
 
@@ -133,12 +133,37 @@ def _active_build(index_dir: Path) -> Path:
 
 
 @dataclass(frozen=True)
+class _Table:
+    """The vectors of a build's texts, passages then sentences, by row: passage rows in memory, sentence rows on disk."""
+
+    passages: np.ndarray
+    sentences: np.ndarray
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+        out = np.empty((len(rows), self.passages.shape[1]), dtype=np.float32)
+        sentence = rows >= len(self.passages)
+        out[~sentence] = self.passages[rows[~sentence]]
+        out[sentence] = self.sentences[rows[sentence] - len(self.passages)]
+        return out
+
+    def __setitem__(self, rows: np.ndarray, vectors: np.ndarray) -> None:
+        sentence = rows >= len(self.passages)
+        self.passages[rows[~sentence]] = vectors[~sentence]
+        self.sentences[rows[sentence] - len(self.passages)] = vectors[sentence]
+
+
+def _new_table(passages: int, sentences: int, dim: int, path: Path) -> _Table:
+    """Passage vectors as float32 in memory (for the FAISS index), sentence vectors written to a .npy file."""
+    return _Table(np.empty((passages, dim), dtype=np.float32), np.lib.format.open_memmap(path, "w+", SENTENCE_DTYPE, (sentences, dim)))
+
+
+@dataclass(frozen=True)
 class _Previous:
     """The last build's vectors and their text keys, so a rebuild re-embeds only what changed."""
 
     keys: np.ndarray  # sorted
     rows: np.ndarray  # the row in `vectors` of each sorted key
-    vectors: np.ndarray  # memory-mapped
+    vectors: _Table
 
     def find(self, keys: np.ndarray) -> np.ndarray:
         """The row in `vectors` of each key, -1 for a key it does not hold."""
@@ -157,7 +182,7 @@ def _previous(index_dir: Path, model_fingerprint: str) -> _Previous | None:
     build = _active_build(index_dir)
     keys = np.load(build / VECTOR_KEYS)
     order = np.argsort(keys, kind="stable")
-    return _Previous(keys[order], order, np.load(build / VECTORS, mmap_mode="r"))
+    return _Previous(keys[order], order, _Table(index.dense.reconstruct_n(0, index.dense.ntotal), index.sentence_vectors))
 
 
 @contextmanager
@@ -177,37 +202,40 @@ def _unit_rows(vectors: np.ndarray) -> bool:
     return bool(np.isfinite(vectors).all() and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=UNIT_NORM_TOLERANCE))
 
 
-def _copy_rows(target: np.ndarray, rows: np.ndarray, source: np.ndarray, source_rows: np.ndarray) -> None:
-    """target[rows] = source[source_rows], a block at a time (both may be memory-mapped)."""
+def _copy_rows(target: _Table, rows: np.ndarray, source: _Table, source_rows: np.ndarray) -> None:
+    """target[rows] = source[source_rows], a block at a time."""
     for start in range(0, len(rows), EMBED_TEXTS):
         block = slice(start, start + EMBED_TEXTS)
         target[rows[block]] = source[source_rows[block]]
 
 
-def _embed(texts: list[str], encode: Encoder, previous: _Previous | None, path: Path) -> tuple[np.ndarray, np.ndarray, int]:
-    """Write the texts' vectors to a .npy file, reusing the previous build's; returns (vectors, keys, number embedded).
+def _embed(passages: list[str], sentences: list[str], encode: Encoder, previous: _Previous | None,
+           path: Path) -> tuple[_Table, np.ndarray, int]:
+    """The texts' vectors, the previous build's where it has them, sentences written to `path`; (vectors, keys, embedded).
 
-    Each distinct new text is embedded once, in the order of its key, EMBED_TEXTS at a time.
+    Each distinct new text is embedded once, in the order of its key, EMBED_TEXTS at a time: one encoder call for
+    passages and sentences together keeps a single progress bar and full batches.
     """
+    texts = passages + sentences
     keys = _text_keys(texts)
     found = previous.find(keys) if previous else np.full(len(keys), -1)
     missing = np.flatnonzero(found < 0)
     _, first, inverse = np.unique(keys[missing], return_index=True, return_inverse=True)
     todo = missing[first]  # one row of each distinct new text
-    vectors = None if previous is None else np.lib.format.open_memmap(path, "w+", VECTOR_DTYPE, (len(texts), previous.vectors.shape[1]))
+    vectors = None if previous is None else _new_table(len(passages), len(sentences), previous.vectors.passages.shape[1], path)
     for start in range(0, len(todo), EMBED_TEXTS):
         rows = todo[start : start + EMBED_TEXTS]
         fresh = encode([texts[r] for r in rows])
         if not _unit_rows(fresh):
             raise ValueError("The model returned vectors that are not finite unit vectors.")
         if vectors is None:
-            vectors = np.lib.format.open_memmap(path, "w+", VECTOR_DTYPE, (len(texts), fresh.shape[1]))
+            vectors = _new_table(len(passages), len(sentences), fresh.shape[1], path)
         vectors[rows] = fresh
     reused = np.flatnonzero(found >= 0)
     _copy_rows(vectors, reused, previous.vectors if previous else vectors, found[reused])
     repeated = missing[todo[inverse] != missing]  # a text that occurs again gets its first occurrence's vector
     _copy_rows(vectors, repeated, vectors, todo[inverse][todo[inverse] != missing])
-    vectors.flush()
+    vectors.sentences.flush()
     return vectors, keys, len(todo)
 
 
@@ -241,10 +269,9 @@ def _build_locked(corpus: Corpus, index_dir: Path, model_name: str, model_finger
     index_dir.mkdir(parents=True, exist_ok=True)
     build = Path(tempfile.mkdtemp(prefix=".build-", dir=index_dir))
     try:
-        # One encoder call for passages and sentences keeps a single progress bar and full batches.
-        vectors, keys, embedded = _embed(passage_texts + sentences, encode, previous, build / VECTORS)
+        vectors, keys, embedded = _embed(passage_texts, sentences, encode, previous, build / SENTENCE_VECTORS)
         np.save(build / VECTOR_KEYS, keys)
-        faiss.write_index(build_dense(vectors[:n], dense_settings), str(build / PASSAGE_INDEX))
+        faiss.write_index(build_dense(vectors.passages, dense_settings), str(build / PASSAGE_INDEX))
         bm25 = bm25s.BM25()
         bm25.index([tokens(t) for t in passage_texts], show_progress=False)
         bm25.save(str(build / BM25_DIR), show_progress=False)
@@ -255,7 +282,7 @@ def _build_locked(corpus: Corpus, index_dir: Path, model_name: str, model_finger
             "model_fingerprint": model_fingerprint,
             "corpus_fingerprint": fingerprint,
             "max_passage_chars": max_passage_chars,
-            "dim": int(vectors.shape[1]),
+            "dim": int(vectors.passages.shape[1]),
             "dense": dense_kind(n, dense_settings),
             "counts": {"files": len(corpus.files), "articles": len(corpus.articles),
                        "passages": n, "sentences": len(sentences)},
@@ -319,11 +346,11 @@ def load_index(index_dir: Path) -> Index:
         articles = read_articles(build)
         passages, sentences, passage_sentences = open_records(build)
         dense = faiss.read_index(str(build / PASSAGE_INDEX))
-        vectors = np.load(build / VECTORS, mmap_mode="r")
+        sentence_vectors = np.load(build / SENTENCE_VECTORS, mmap_mode="r")
         bm25 = bm25s.BM25.load(str(build / BM25_DIR), mmap=True, show_progress=False)
         counts = manifest["counts"]
         consistent = (dense.ntotal == len(passages) == counts["passages"] and len(sentences) == counts["sentences"]
-                      and vectors.dtype == VECTOR_DTYPE and vectors.shape == (len(passages) + len(sentences), dense.d))
+                      and sentence_vectors.dtype == SENTENCE_DTYPE and sentence_vectors.shape == (len(sentences), dense.d))
     except IndexUnavailable:
         raise
     except Damaged as e:
@@ -332,4 +359,4 @@ def load_index(index_dir: Path) -> Index:
         raise IndexUnavailable("corrupt", f"The index in {index_dir} is damaged ({type(e).__name__}: {e}): rebuild it.") from e
     if not consistent:
         raise IndexUnavailable("corrupt", f"The index in {index_dir} is inconsistent (counts or vectors): rebuild it.")
-    return Index(manifest, articles, passages, sentences, passage_sentences, dense, vectors[len(passages):], bm25)
+    return Index(manifest, articles, passages, sentences, passage_sentences, dense, sentence_vectors, bm25)

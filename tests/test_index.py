@@ -14,7 +14,7 @@ import pytest
 
 from rag.config import PROJECT_ROOT
 from rag.corpus import load_corpus
-from rag.index import BM25_DIR, CURRENT, MANIFEST, PASSAGE_INDEX, VECTORS, IndexUnavailable, check_fresh, load_index
+from rag.index import BM25_DIR, CURRENT, MANIFEST, PASSAGE_INDEX, SENTENCE_VECTORS, IndexUnavailable, check_fresh, load_index
 from rag.records import ARTICLES, PASSAGES
 from rag.model import encode_queries
 from rag.pipeline import Pipeline
@@ -161,7 +161,7 @@ def test_every_kind_of_damage_is_detected(scratch, damage):
         data[-4000:-3000] = bytes(1000)
         (build / PASSAGE_INDEX).write_bytes(bytes(data))
     elif damage == "empty npy":
-        (build / VECTORS).write_bytes(b"")
+        (build / SENTENCE_VECTORS).write_bytes(b"")
     elif damage == "garble bm25":
         target = max((p for p in (build / BM25_DIR).iterdir() if p.suffix == ".npy"), key=lambda p: p.stat().st_size)
         data = bytearray(target.read_bytes())
@@ -183,12 +183,12 @@ def test_every_kind_of_damage_is_detected(scratch, damage):
 
 def test_a_damaged_index_is_rebuilt_without_reusing_its_vectors(scratch):
     build = _active(scratch)
-    vectors = np.load(build / VECTORS)
-    vectors[-10:] = vectors[-20:-10]  # sentence vectors, still unit length, wrong: only the checksum can tell
-    np.save(build / VECTORS, vectors)
+    vectors = np.load(build / SENTENCE_VECTORS)
+    vectors[:10] = vectors[10:20]  # still unit length, wrong: only the checksum can tell
+    np.save(build / SENTENCE_VECTORS, vectors)
     index = scratch.ensure_index(progress=False)  # damaged: rebuilt, never served
     assert _active(scratch) != build
-    assert not np.allclose(index.sentence_vectors[-10:], index.sentence_vectors[-20:-10])
+    assert not np.allclose(index.sentence_vectors[:10], index.sentence_vectors[10:20])
 
 
 def test_a_directory_in_place_of_the_pointer_is_replaced_by_a_build(scratch):
