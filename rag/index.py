@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
 from contextlib import contextmanager
@@ -182,7 +183,8 @@ def _previous(index_dir: Path, model_fingerprint: str) -> _Previous | None:
     build = _active_build(index_dir)
     keys = np.load(build / VECTOR_KEYS)
     order = np.argsort(keys, kind="stable")
-    return _Previous(keys[order], order, _Table(index.dense.reconstruct_n(0, index.dense.ntotal), index.sentence_vectors))
+    passages = index.dense.reconstruct_n(0, index.dense.ntotal)  # exact from a flat index, float16 values from a graph
+    return _Previous(keys[order], order, _Table(passages, index.sentence_vectors))
 
 
 @contextmanager
@@ -231,10 +233,12 @@ def _embed(passages: list[str], sentences: list[str], encode: Encoder, previous:
         if vectors is None:
             vectors = _new_table(len(passages), len(sentences), fresh.shape[1], path)
         vectors[rows] = fresh
-    reused = np.flatnonzero(found >= 0)
-    _copy_rows(vectors, reused, previous.vectors if previous else vectors, found[reused])
-    repeated = missing[todo[inverse] != missing]  # a text that occurs again gets its first occurrence's vector
-    _copy_rows(vectors, repeated, vectors, todo[inverse][todo[inverse] != missing])
+    if previous:
+        reused = np.flatnonzero(found >= 0)
+        _copy_rows(vectors, reused, previous.vectors, found[reused])
+    source = todo[inverse]  # a text that occurs again takes its first occurrence's vector
+    repeated = source != missing
+    _copy_rows(vectors, missing[repeated], vectors, source[repeated])
     vectors.sentences.flush()
     return vectors, keys, len(todo)
 
@@ -273,7 +277,8 @@ def _build_locked(corpus: Corpus, index_dir: Path, model_name: str, model_finger
         np.save(build / VECTOR_KEYS, keys)
         faiss.write_index(build_dense(vectors.passages, dense_settings), str(build / PASSAGE_INDEX))
         bm25 = bm25s.BM25()
-        bm25.index([tokens(t) for t in passage_texts], show_progress=False)
+        # Each word one interned string: a million passages' token lists then hold pointers, not copies of the words.
+        bm25.index([[sys.intern(w) for w in tokens(t)] for t in passage_texts], show_progress=False)
         bm25.save(str(build / BM25_DIR), show_progress=False)
         write_records(build, corpus.articles, corpus.passages)
         manifest = {

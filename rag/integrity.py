@@ -1,7 +1,7 @@
 """A build's integrity: every file's size at every load, its SHA-256 once per version of the file.
 
 Hashing gigabytes at every load is too slow, so after a build's files have matched their hashes a stamp records each
-file's size, inode, modification and change times. A later load hashes only when a file's stat differs from the stamp:
+file's size, inode, modification and change times. A later load hashes only the files whose stat differs from the stamp:
 any write to a file (or a copy of it) changes its change time, which no user can set back. A folder where the stamp
 cannot be written (read-only) is hashed at every load, as before.
 """
@@ -72,9 +72,10 @@ def verify(build: Path, recorded: dict[str, dict]) -> None:
     changed = sorted(n for n in set(recorded) | set(sizes) if (recorded.get(n) or {}).get("size") != sizes.get(n))
     if not recorded or changed:
         raise Damaged(f"{', '.join(changed[:3]) or 'no checksums'} changed")
-    if _stamp(build) == stats:
-        return
-    changed = [name for name, record in recorded.items() if sha256(build / name) != record["sha256"]]
+    stamp = _stamp(build)
+    unverified = [name for name in recorded if stamp.get(name) != stats[name]]
+    changed = [name for name in unverified if sha256(build / name) != recorded[name]["sha256"]]
     if changed:
         raise Damaged(f"{', '.join(changed[:3])} changed")
-    _write_stamp(build, stats)
+    if unverified:
+        _write_stamp(build, stats)
