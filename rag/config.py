@@ -50,7 +50,7 @@ class DenseSettings:
     flat_max_passages: int = 50_000  # exact search of this many float32 rows takes a few ms; a graph is faster above
     hnsw_m: int = 32  # graph neighbours per vector
     hnsw_ef_construction: int = 80  # candidates kept while linking a vector in
-    hnsw_ef_search: int = 128  # candidates kept while searching: recall@10 against exact search, measured in the README
+    hnsw_ef_search: int = 384  # candidates kept while searching, applied at load: recall@10 0.92 at 128, 0.97 at 256 (10⁵)
 
 
 @dataclass(frozen=True)

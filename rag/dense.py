@@ -22,6 +22,11 @@ def build_dense(vectors: np.ndarray, settings: DenseSettings) -> faiss.Index:
     else:  # float16 storage halves the memory; it moves cosines by about 1e-4, which a graph's approximation dwarfs
         index = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_fp16, settings.hnsw_m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = settings.hnsw_ef_construction
-        index.hnsw.efSearch = settings.hnsw_ef_search
     index.add(np.ascontiguousarray(vectors, dtype=np.float32))
     return index
+
+
+def set_search(index: faiss.Index, settings: DenseSettings) -> None:
+    """Apply the search-time settings to a loaded index: an HNSW graph's candidate list (efSearch)."""
+    if isinstance(index, faiss.IndexHNSW):
+        index.hnsw.efSearch = settings.hnsw_ef_search

@@ -25,7 +25,7 @@ import rag.keywords
 import rag.readers
 from rag.config import DenseSettings
 from rag.corpus import Article, Corpus, Passage
-from rag.dense import build_dense, dense_kind
+from rag.dense import build_dense, dense_kind, set_search
 from rag.integrity import MANIFEST, Damaged, checksums, verify
 from rag.keywords import tokens
 from rag.readers import is_document
@@ -340,7 +340,7 @@ def check_fresh(manifest: dict, seeds: Path | None, max_passage_chars: int, mode
             raise IndexUnavailable("stale", f"The seed files in {seeds} or the passage settings changed since the index was built: rebuild it.")
 
 
-def load_index(index_dir: Path) -> Index:
+def load_index(index_dir: Path, dense_settings: DenseSettings = DenseSettings()) -> Index:
     """Load the active build: sizes, shapes and counts checked every time, hashes once (rag.integrity); IndexUnavailable if unusable."""
     build = _active_build(Path(index_dir))
     try:
@@ -351,6 +351,7 @@ def load_index(index_dir: Path) -> Index:
         articles = read_articles(build)
         passages, sentences, passage_sentences = open_records(build)
         dense = faiss.read_index(str(build / PASSAGE_INDEX))
+        set_search(dense, dense_settings)
         sentence_vectors = np.load(build / SENTENCE_VECTORS, mmap_mode="r")
         bm25 = bm25s.BM25.load(str(build / BM25_DIR), mmap=True, show_progress=False)
         counts = manifest["counts"]
