@@ -30,6 +30,7 @@ from benchmarks import qa_sets
 from benchmarks.seed_dev import load_dev_set
 from rag.config import Settings
 from rag.corpus import Article, Corpus, Passage, load_corpus
+from rag.dense import build_dense, dense_kind, set_search
 from rag.index import build_index, load_index, passage_text_for_embedding
 from rag.model import encode_passages, encode_queries, load_model, model_fingerprint
 from rag.pipeline import Pipeline
@@ -109,15 +110,19 @@ def synthetic_corpus(sample: dict, n: int) -> Corpus:
     return Corpus(tuple(articles), tuple(out), tuple(a.source for a in articles), ())
 
 
+def perturbed(vectors: np.ndarray, picks: list[int] | np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The picked rows of vectors, each plus a random perturbation of norm PERTURBATION, renormalised."""
+    noise = rng.standard_normal((len(picks), vectors.shape[1]), dtype=np.float32)
+    out = vectors[picks] + PERTURBATION * noise / np.linalg.norm(noise, axis=1, keepdims=True)
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
 def perturbed_encoder(vectors: np.ndarray):
     """An encoder giving each text a real vector (picked by the text's hash) plus a random perturbation, renormalised."""
     rng = np.random.default_rng(SEED)
 
     def encode(texts: list[str]) -> np.ndarray:
-        picks = [int.from_bytes(hashlib.sha1(t.encode()).digest()[:8], "little") % len(vectors) for t in texts]
-        noise = rng.standard_normal((len(texts), vectors.shape[1]), dtype=np.float32)
-        out = vectors[picks] + PERTURBATION * noise / np.linalg.norm(noise, axis=1, keepdims=True)
-        return out / np.linalg.norm(out, axis=1, keepdims=True)
+        return perturbed(vectors, [int.from_bytes(hashlib.sha1(t.encode()).digest()[:8], "little") % len(vectors) for t in texts], rng)
     return encode
 
 
@@ -167,36 +172,64 @@ def exact_top(dense: faiss.Index, queries: np.ndarray, k: int) -> np.ndarray:
     return best_rows
 
 
+def questions(settings: Settings) -> list[str]:
+    """The seed dev questions and the first CMRC_QUESTIONS of CMRC 2018 dev."""
+    asked = [q.question for q in load_dev_set()]
+    if qa_sets.available("cmrc-dev"):
+        asked += [q.text for q in qa_sets.load("cmrc-dev", settings.max_passage_chars)[1][:CMRC_QUESTIONS]]
+    return asked
+
+
+def recall(dense: faiss.Index, queries: np.ndarray) -> float:
+    """The share of the exact RECALL_AT nearest passages that the index's own search finds, averaged over queries."""
+    _, found = dense.search(queries, RECALL_AT)
+    exact = exact_top(dense, queries, RECALL_AT)
+    return float(np.mean([len(set(a) & set(e)) / RECALL_AT for a, e in zip(found.tolist(), exact.tolist())]))
+
+
 def serve_step(work: Path, n: int, settings: Settings) -> dict:
     """A later load (hashes skipped), ask() over the questions, peak memory, then dense recall against exact search."""
-    questions = [q.question for q in load_dev_set()]
-    if qa_sets.available("cmrc-dev"):
-        questions += [q.text for q in qa_sets.load("cmrc-dev", settings.max_passage_chars)[1][:CMRC_QUESTIONS]]
+    asked = questions(settings)
     pipeline = Pipeline(replace(settings, index=index_dir(work, n), seeds=work / "no-seeds", seed_check_seconds=0))
     _ = pipeline.model, pipeline.reader
     started = time.perf_counter()
     index = pipeline.ensure_index(progress=False)
     load_s = time.perf_counter() - started
-    pipeline.ask(questions[0])  # warm-up
+    pipeline.ask(asked[0])  # warm-up
     ask_ms, embed_ms = [], []
-    for question in questions:
+    for question in asked:
         started = time.perf_counter()
         pipeline.ask(question)
-        asked = time.perf_counter()
+        answered = time.perf_counter()
         encode_queries(pipeline.model, [question])
-        ask_ms.append((asked - started) * 1000)
-        embed_ms.append((time.perf_counter() - asked) * 1000)
+        ask_ms.append((answered - started) * 1000)
+        embed_ms.append((time.perf_counter() - answered) * 1000)
     peak = peak_mib()
-    queries = encode_queries(pipeline.model, questions)
-    _, found = index.dense.search(queries, RECALL_AT)
-    exact = exact_top(index.dense, queries, RECALL_AT)
-    recall = np.mean([len(set(a) & set(e)) / RECALL_AT for a, e in zip(found.tolist(), exact.tolist())])
     return {"load_s": load_s, "ask_p50_ms": statistics.median(ask_ms), "ask_p95_ms": float(np.percentile(ask_ms, 95)),
             "embed_p50_ms": statistics.median(embed_ms),
-            "questions": len(questions), "serve_peak_mib": peak, "recall": float(recall)}
+            "questions": len(asked), "serve_peak_mib": peak, "recall": recall(index.dense, encode_queries(pipeline.model, asked))}
 
 
-STEPS = {"build": build_step, "first-load": first_load_step, "serve": serve_step}
+def dense_step(work: Path, n: int, settings: Settings) -> dict:
+    """The dense index alone, n perturbed vectors: build time, search time, peak memory and recall (no text, no BM25)."""
+    sample, rng = np.load(work / "sample_vectors.npy"), np.random.default_rng(SEED)
+    vectors = np.vstack([perturbed(sample, rng.integers(len(sample), size=min(EXACT_ROWS, n - start)), rng)
+                         for start in range(0, n, EXACT_ROWS)])
+    started = time.perf_counter()
+    dense = build_dense(vectors, settings.dense)
+    build_s = time.perf_counter() - started
+    del vectors
+    set_search(dense, settings.dense)
+    queries = encode_queries(load_model(settings.model, settings.backend, settings.onnx_threads), questions(settings))
+    started = time.perf_counter()
+    for query in queries:
+        dense.search(query.reshape(1, -1), settings.depth)
+    search_ms = (time.perf_counter() - started) * 1000 / len(queries)
+    return {"passages": n, "dense": dense_kind(n, settings.dense), "dense_build_s": build_s, "search_ms": search_ms,
+            "peak_mib": peak_mib(), "recall": recall(dense, queries)}
+
+
+STEPS = {"build": build_step, "first-load": first_load_step, "serve": serve_step}  # one size's row, in this order
 
 
 def row(n: int, r: dict) -> str:
@@ -217,12 +250,13 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.scale", description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="*", default=list(SIZES))
     parser.add_argument("--work", type=Path, default=Path("/tmp/rag-scale"), help="where the indexes are built (kept)")
-    parser.add_argument("--step", choices=STEPS, help=argparse.SUPPRESS)  # one step of one size, in a child process
+    parser.add_argument("--step", choices=[*STEPS, "dense"],
+                        help="run one step of the first size here and print its JSON; dense: the dense index alone")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     args.work.mkdir(parents=True, exist_ok=True)
     if args.step:
-        print(json.dumps(STEPS[args.step](args.work, args.sizes[0], settings)))
+        print(json.dumps({**STEPS, "dense": dense_step}[args.step](args.work, args.sizes[0], settings)))
         return 0
     if not (args.work / "sample.json").is_file():
         prepare_sample(args.work, settings)
