@@ -47,7 +47,7 @@ class ReaderSettings:
 class DenseSettings:
     """How passage vectors are searched: exactly up to flat_max_passages, through an HNSW graph above (benchmarks.scale)."""
 
-    flat_max_passages: int = 50_000  # exact search of this many float32 rows takes a few ms; a graph is faster above
+    flat_max_passages: int = 50_000  # an exact search costs this many rows × dim multiply-adds; a graph search barely grows
     hnsw_m: int = 32  # graph neighbours per vector
     hnsw_ef_construction: int = 80  # candidates kept while linking a vector in
     hnsw_ef_search: int = 384  # candidates kept while searching, applied at load: recall@10 0.92 at 128, 0.97 at 256 (10⁵)
