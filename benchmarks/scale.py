@@ -42,6 +42,7 @@ SENTENCES_KEPT = 4  # of the sample passage's, before the appended one: about fi
 PERTURBATION = 0.5  # norm of the random part before renormalising: a perturbed copy keeps cosine ≈ 0.9 to its source
 CMRC_QUESTIONS = 32
 RECALL_AT = 10
+EF_SEARCH_SWEEP = (1, 2, 4)  # --step dense also measures recall at these multiples of Settings.dense.hnsw_ef_search
 EXACT_ROWS = 131_072  # rows scored at a time by the exact search
 SEED = 0
 
@@ -180,10 +181,10 @@ def questions(settings: Settings) -> list[str]:
     return asked
 
 
-def recall(dense: faiss.Index, queries: np.ndarray) -> float:
-    """The share of the exact RECALL_AT nearest passages that the index's own search finds, averaged over queries."""
+def recall(dense: faiss.Index, queries: np.ndarray, exact: np.ndarray | None = None) -> float:
+    """The share of the exact RECALL_AT nearest passages (given, or found exhaustively) that the index's search finds."""
     _, found = dense.search(queries, RECALL_AT)
-    exact = exact_top(dense, queries, RECALL_AT)
+    exact = exact_top(dense, queries, RECALL_AT) if exact is None else exact
     return float(np.mean([len(set(a) & set(e)) / RECALL_AT for a, e in zip(found.tolist(), exact.tolist())]))
 
 
@@ -219,14 +220,18 @@ def dense_step(work: Path, n: int, settings: Settings) -> dict:
     dense = build_dense(vectors, settings.dense)
     build_s = time.perf_counter() - started
     del vectors
-    set_search(dense, settings.dense)
     queries = encode_queries(load_model(settings.model, settings.backend, settings.onnx_threads), questions(settings))
-    started = time.perf_counter()
-    for query in queries:
-        dense.search(query.reshape(1, -1), settings.depth)
-    search_ms = (time.perf_counter() - started) * 1000 / len(queries)
-    return {"passages": n, "dense": dense_kind(n, settings.dense), "dense_build_s": build_s, "search_ms": search_ms,
-            "peak_mib": peak_mib(), "recall": recall(dense, queries)}
+    exact = exact_top(dense, queries, RECALL_AT)
+    result = {"passages": n, "dense": dense_kind(n, settings.dense), "dense_build_s": build_s, "peak_mib": peak_mib()}
+    for times in EF_SEARCH_SWEEP:
+        ef_search = settings.dense.hnsw_ef_search * times
+        set_search(dense, replace(settings.dense, hnsw_ef_search=ef_search))
+        started = time.perf_counter()
+        for query in queries:
+            dense.search(query.reshape(1, -1), settings.depth)
+        result[f"search_ms@{ef_search}"] = (time.perf_counter() - started) * 1000 / len(queries)
+        result[f"recall@{ef_search}"] = recall(dense, queries, exact)
+    return result
 
 
 STEPS = {"build": build_step, "first-load": first_load_step, "serve": serve_step}  # one size's row, in this order
