@@ -29,7 +29,8 @@ from typing import Callable
 from benchmarks.seed_dev import load_dev_set
 from rag import Pipeline, Settings
 from rag.config import PROJECT_ROOT
-from rag.index import BM25_DIR, BUILD_NAME, CURRENT, LOCK, PASSAGE_INDEX, RECORDS, SENTENCE_VECTORS, IndexUnavailable, load_index
+from rag.index import BM25_DIR, BUILD_NAME, CURRENT, LOCK, PASSAGE_INDEX, SENTENCE_VECTORS, IndexUnavailable, load_index
+from rag.records import PASSAGES
 from rag.model import load_model
 
 PYTHON = sys.executable
@@ -248,9 +249,9 @@ def garble_npy(path: Path) -> None:
 
 def edit_records(build: Path) -> None:
     """Edit a passage's text in the records, leaving valid JSON."""
-    records = json.loads((build / RECORDS).read_text(encoding="utf-8"))
-    records["passages"][3]["text"] = "篡改过的文字：国家决定取消全部消费券。"
-    (build / RECORDS).write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
+    lines = (build / PASSAGES).read_text(encoding="utf-8").splitlines(keepends=True)
+    lines[3] = json.dumps({**json.loads(lines[3]), "text": "篡改过的文字：国家决定取消全部消费券。"}, ensure_ascii=False) + "\n"
+    (build / PASSAGES).write_text("".join(lines), encoding="utf-8")
 
 
 def largest_bm25_array(build: Path) -> Path:

@@ -63,7 +63,7 @@ def load(name: str, max_passage_chars: int) -> tuple[Corpus, list[Question]]:
         for p, para in enumerate(doc["paragraphs"]):
             article = Article(id=str(para.get("id") or f"{d}-{p}"), title=doc["title"], authors=(), source=path.name)
             articles.append(article)
-            passages += passages_of(article, [("paragraph", para["context"], ())], max_passage_chars)
+            passages += passages_of(article, [("paragraph", para["context"], ())], max_passage_chars)  # no pages
             for qa in para["qas"]:
                 answers = () if qa.get("is_impossible") else tuple(a["text"] for a in qa["answers"] if a["text"].strip())
                 if answers or qa.get("is_impossible"):

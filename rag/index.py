@@ -7,10 +7,11 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
 
@@ -22,23 +23,29 @@ import rag.clean
 import rag.corpus
 import rag.keywords
 import rag.readers
+from rag.config import DenseSettings
 from rag.corpus import Article, Corpus, Passage
-from rag.readers import is_document
 from rag.config import DEFAULT_STORE, milvus_uri
+from rag.dense import build_dense, dense_kind, set_search
+from rag.integrity import MANIFEST, Damaged, checksums, verify
 from rag.keywords import tokens
+from rag.readers import is_document
+from rag.records import PassageSentences, Passages, Sentences, open_records, read_articles, write_records
 
 if TYPE_CHECKING:
     from rag.store_milvus import MilvusPassages
 
-FORMAT_VERSION = 5
+FORMAT_VERSION = 6
 CURRENT = "CURRENT"  # names the active build folder inside the index folder; replaced atomically
 LOCK = ".lock"  # held by the one process that builds and switches; readers never take it
 BUILD_NAME = re.compile(r"^build-[\w.-]+$")
 UNIT_NORM_TOLERANCE = 1e-2
-MANIFEST = "manifest.json"
-RECORDS = "records.json"
 PASSAGE_INDEX = "passages.faiss"
-SENTENCE_VECTORS = "sentence_vectors.npy"
+SENTENCE_VECTORS = "sentence_vectors.npy"  # as SENTENCE_DTYPE, memory-mapped when loaded
+SENTENCE_DTYPE = np.float16  # the seed dev set answers exactly as with float32 (README); passage vectors: rag.dense
+VECTOR_KEYS = "vector_keys.npy"  # the SHA-1 of each passage's then each sentence's text, for reuse by the next build
+KEY_DTYPE = "S20"
+EMBED_TEXTS = 65_536  # texts sent to the encoder at a time, so a large build holds one block of float32 vectors
 BM25_DIR = "bm25"
 
 # Encodes a list of texts as L2-normalised float32 rows (the caller decides batching and progress display).
@@ -54,24 +61,16 @@ class IndexUnavailable(RuntimeError):
 
 
 @dataclass(frozen=True)
-class Sentence:
-    """One sentence of a passage, the unit an answer quotes."""
-
-    text: str
-    passage: int  # row of its passage in Index.passages
-
-
-@dataclass(frozen=True)
 class Index:
-    """Everything answering needs, loaded once: records, vectors, the FAISS and BM25 indexes."""
+    """Everything answering needs: articles in memory; passages, sentences and vectors read from disk by row."""
 
     manifest: dict
     articles: dict[str, Article]
-    passages: tuple[Passage, ...]
-    sentences: tuple[Sentence, ...]
-    passage_sentences: tuple[range, ...]  # rows of each passage's sentences in `sentences`
+    passages: Passages
+    sentences: Sentences
+    passage_sentences: PassageSentences  # rows of each passage's sentences in `sentences`
     dense: faiss.Index
-    sentence_vectors: np.ndarray
+    sentence_vectors: np.ndarray  # memory-mapped, SENTENCE_DTYPE
     bm25: bm25s.BM25
     store: MilvusPassages | None = None  # where retrieval searches passages when the store is Milvus (else FAISS and bm25)
 
@@ -121,8 +120,9 @@ def _bytes_or_mark(path: Path) -> bytes:
         return b"\0unreadable"
 
 
-def _text_key(text: str) -> str:
-    return hashlib.sha1(text.encode()).hexdigest()
+def _text_keys(texts: list[str]) -> np.ndarray:
+    """The SHA-1 digest of each text: what a vector is cached by."""
+    return np.array([hashlib.sha1(t.encode()).digest() for t in texts], dtype=KEY_DTYPE)
 
 
 def _active_build(index_dir: Path) -> Path:
@@ -138,40 +138,58 @@ def _active_build(index_dir: Path) -> Path:
     return index_dir / name
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+@dataclass(frozen=True)
+class _Table:
+    """The vectors of a build's texts, passages then sentences, by row: passage rows in memory, sentence rows on disk."""
+
+    passages: np.ndarray
+    sentences: np.ndarray
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+        out = np.empty((len(rows), self.passages.shape[1]), dtype=np.float32)
+        sentence = rows >= len(self.passages)
+        out[~sentence] = self.passages[rows[~sentence]]
+        out[sentence] = self.sentences[rows[sentence] - len(self.passages)]
+        return out
+
+    def __setitem__(self, rows: np.ndarray, vectors: np.ndarray) -> None:
+        sentence = rows >= len(self.passages)
+        self.passages[rows[~sentence]] = vectors[~sentence]
+        self.sentences[rows[sentence] - len(self.passages)] = vectors[sentence]
 
 
-def _checksums(build: Path) -> dict[str, dict]:
-    """Size and SHA-256 of every file of a build but the manifest, by relative path."""
-    files = sorted(p for p in build.rglob("*") if p.is_file() and p.name != MANIFEST)
-    return {str(p.relative_to(build)): {"size": p.stat().st_size, "sha256": _sha256(p)} for p in files}
+def _new_table(passages: int, sentences: int, dim: int, path: Path) -> _Table:
+    """Passage vectors as float32 in memory (for the FAISS index), sentence vectors written to a .npy file."""
+    return _Table(np.empty((passages, dim), dtype=np.float32), np.lib.format.open_memmap(path, "w+", SENTENCE_DTYPE, (sentences, dim)))
 
 
-def _verify(build: Path, manifest: dict) -> None:
-    """Raise IndexUnavailable("corrupt") unless every file of the build has the size and hash its manifest records."""
-    recorded, actual = manifest.get("files") or {}, _checksums(build)
-    if not recorded or actual != recorded:
-        changed = sorted(n for n in set(recorded) | set(actual) if recorded.get(n) != actual.get(n)) or ["no checksums"]
-        raise IndexUnavailable("corrupt", f"The index build {build.name} is damaged ({', '.join(changed[:3])} changed): rebuild it.")
+@dataclass(frozen=True)
+class _Previous:
+    """The last build's vectors and their text keys, so a rebuild re-embeds only what changed."""
+
+    keys: np.ndarray  # sorted
+    rows: np.ndarray  # the row in `vectors` of each sorted key
+    vectors: _Table
+
+    def find(self, keys: np.ndarray) -> np.ndarray:
+        """The row in `vectors` of each key, -1 for a key it does not hold."""
+        at = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
+        return np.where(self.keys[at] == keys, self.rows[at], -1)
 
 
-def _previous_vectors(index_dir: Path, model_fingerprint: str) -> dict[str, np.ndarray]:
-    """Vectors of the last build keyed by text hash, so a rebuild re-embeds only what changed; none from a damaged build."""
+def _previous(index_dir: Path, model_fingerprint: str) -> _Previous | None:
+    """The vectors of the active build, if it is sound and of the same model; none from a damaged build."""
     try:
         index = load_index(index_dir)
     except IndexUnavailable:
-        return {}
+        return None
     if index.manifest.get("model_fingerprint") != model_fingerprint:
-        return {}
+        return None
     build = _active_build(index_dir)
-    keys = json.loads((build / RECORDS).read_text(encoding="utf-8"))["vector_keys"]
-    vectors = np.vstack([index.dense.reconstruct_n(0, index.dense.ntotal), index.sentence_vectors])
-    return dict(zip(keys["passages"] + keys["sentences"], vectors))
+    keys = np.load(build / VECTOR_KEYS)
+    order = np.argsort(keys, kind="stable")
+    passages = index.dense.reconstruct_n(0, index.dense.ntotal)  # exact from a flat index, float16 values from a graph
+    return _Previous(keys[order], order, _Table(passages, index.sentence_vectors))
 
 
 @contextmanager
@@ -186,15 +204,47 @@ def build_lock(index_dir: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _embed(texts: list[str], encode: Encoder, cache: dict[str, np.ndarray]) -> tuple[np.ndarray, list[str], int]:
-    """Vectors for texts, from the cache where possible; returns (vectors, keys, number embedded now)."""
-    keys = [_text_key(t) for t in texts]
-    todo = sorted({k: t for k, t in zip(keys, texts) if k not in cache}.items())
-    if todo:
-        fresh = encode([t for _, t in todo])
-        cache.update(zip((k for k, _ in todo), fresh))
-    dim = next(iter(cache.values())).shape[0] if cache else 0
-    vectors = np.array([cache[k] for k in keys], dtype=np.float32).reshape(len(keys), dim)
+def _unit_rows(vectors: np.ndarray) -> bool:
+    """Whether every row is a finite unit vector, as the model's normalised embeddings are."""
+    return bool(np.isfinite(vectors).all() and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=UNIT_NORM_TOLERANCE))
+
+
+def _copy_rows(target: _Table, rows: np.ndarray, source: _Table, source_rows: np.ndarray) -> None:
+    """target[rows] = source[source_rows], a block at a time."""
+    for start in range(0, len(rows), EMBED_TEXTS):
+        block = slice(start, start + EMBED_TEXTS)
+        target[rows[block]] = source[source_rows[block]]
+
+
+def _embed(passages: list[str], sentences: list[str], encode: Encoder, previous: _Previous | None,
+           path: Path) -> tuple[_Table, np.ndarray, int]:
+    """The texts' vectors, the previous build's where it has them, sentences written to `path`; (vectors, keys, embedded).
+
+    Each distinct new text is embedded once, in the order of its key, EMBED_TEXTS at a time: one encoder call for
+    passages and sentences together keeps a single progress bar and full batches.
+    """
+    texts = passages + sentences
+    keys = _text_keys(texts)
+    found = previous.find(keys) if previous else np.full(len(keys), -1)
+    missing = np.flatnonzero(found < 0)
+    _, first, inverse = np.unique(keys[missing], return_index=True, return_inverse=True)
+    todo = missing[first]  # one row of each distinct new text
+    vectors = None if previous is None else _new_table(len(passages), len(sentences), previous.vectors.passages.shape[1], path)
+    for start in range(0, len(todo), EMBED_TEXTS):
+        rows = todo[start : start + EMBED_TEXTS]
+        fresh = encode([texts[r] for r in rows])
+        if not _unit_rows(fresh):
+            raise ValueError("The model returned vectors that are not finite unit vectors.")
+        if vectors is None:
+            vectors = _new_table(len(passages), len(sentences), fresh.shape[1], path)
+        vectors[rows] = fresh
+    if previous:
+        reused = np.flatnonzero(found >= 0)
+        _copy_rows(vectors, reused, previous.vectors, found[reused])
+    source = todo[inverse]  # a text that occurs again takes its first occurrence's vector
+    repeated = source != missing
+    _copy_rows(vectors, missing[repeated], vectors, source[repeated])
+    vectors.sentences.flush()
     return vectors, keys, len(todo)
 
 
@@ -206,6 +256,7 @@ def build_index(
     encode: Encoder,
     fingerprint: str,
     max_passage_chars: int,
+    dense: DenseSettings = DenseSettings(),
     store: str = DEFAULT_STORE,
 ) -> BuildReport:
     """Write the index of a corpus into index_dir (and its passages into a Milvus `store`); the previous stays active until the new one is complete."""
@@ -214,54 +265,50 @@ def build_index(
     if not corpus.passages:
         raise ValueError("No text to index: every file was empty or unreadable.")
     with build_lock(index_dir):
-        return _build_locked(corpus, index_dir, model_name, model_fingerprint, encode, fingerprint, max_passage_chars, store, started)
+        return _build_locked(corpus, index_dir, model_name, model_fingerprint, encode, fingerprint, max_passage_chars, dense, store,
+                             started)
 
 
 def _build_locked(corpus: Corpus, index_dir: Path, model_name: str, model_fingerprint: str, encode: Encoder, fingerprint: str,
-                  max_passage_chars: int, store: str, started: float) -> BuildReport:
+                  max_passage_chars: int, dense_settings: DenseSettings, store: str, started: float) -> BuildReport:
     articles = {a.id: a for a in corpus.articles}
     sentences = [s for p in corpus.passages for s in p.sentences]
-    cache = _previous_vectors(index_dir, model_fingerprint)
+    previous = _previous(index_dir, model_fingerprint)
     passage_texts = [passage_text_for_embedding(p, articles[p.article_id]) for p in corpus.passages]
-    # One encoder call for passages and sentences keeps a single progress bar and full batches.
-    vectors, keys, embedded = _embed(passage_texts + sentences, encode, cache)
     n = len(passage_texts)
 
     index_dir.mkdir(parents=True, exist_ok=True)
     build = Path(tempfile.mkdtemp(prefix=".build-", dir=index_dir))
     milvus = _milvus_collection(store, build)
     try:
-        dense = faiss.IndexFlatIP(vectors.shape[1])
-        dense.add(vectors[:n])
-        faiss.write_index(dense, str(build / PASSAGE_INDEX))
-        np.save(build / SENTENCE_VECTORS, vectors[n:])
+        vectors, keys, embedded = _embed(passage_texts, sentences, encode, previous, build / SENTENCE_VECTORS)
+        np.save(build / VECTOR_KEYS, keys)
+        faiss.write_index(build_dense(vectors.passages, dense_settings), str(build / PASSAGE_INDEX))
         bm25 = bm25s.BM25()
-        bm25.index([tokens(t) for t in passage_texts], show_progress=False)
+        # Each word one interned string: a million passages' token lists then hold pointers, not copies of the words.
+        bm25.index([[sys.intern(w) for w in tokens(t)] for t in passage_texts], show_progress=False)
         bm25.save(str(build / BM25_DIR), show_progress=False)
-        records = {
-            "articles": [asdict(a) for a in corpus.articles],
-            "passages": [asdict(p) for p in corpus.passages],
-            "vector_keys": {"passages": keys[:n], "sentences": keys[n:]},
-        }
-        (build / RECORDS).write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
+        write_records(build, corpus.articles, corpus.passages)
         manifest = {
             "format_version": FORMAT_VERSION,
             "model": model_name,
             "model_fingerprint": model_fingerprint,
             "corpus_fingerprint": fingerprint,
             "max_passage_chars": max_passage_chars,
-            "dim": int(vectors.shape[1]),
+            "dim": int(vectors.passages.shape[1]),
+            "dense": dense_kind(n, dense_settings),
             "counts": {"files": len(corpus.files), "articles": len(corpus.articles),
                        "passages": n, "sentences": len(sentences)},
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "files": _checksums(build),
+            "files": checksums(build),
         }
         if milvus:
             from rag.store_milvus import add_passages
 
-            add_passages(*milvus, vectors[:n], passage_texts)
+            add_passages(*milvus, vectors.passages, passage_texts)
             manifest["milvus"] = dict(zip(("uri", "collection"), milvus))
         (build / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
+        del vectors  # the memory map is closed before the folder is renamed
         _activate(index_dir, build, store)
     except BaseException:
         if build.exists():  # not switched in (it is renamed first): its collection goes with it
@@ -332,40 +379,33 @@ def check_fresh(manifest: dict, seeds: Path | None, max_passage_chars: int, mode
             raise IndexUnavailable("stale", f"The seed files in {seeds} or the passage settings changed since the index was built: rebuild it.")
 
 
-def _unit_rows(vectors: np.ndarray) -> bool:
-    """Whether every row is a finite unit vector, as the model's normalised embeddings are."""
-    return bool(np.isfinite(vectors).all() and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=UNIT_NORM_TOLERANCE))
-
-
-def load_index(index_dir: Path) -> Index:
-    """Load the active build, checking every file's checksum and the vectors; raise IndexUnavailable with a clear message."""
+def load_index(index_dir: Path, dense_settings: DenseSettings = DenseSettings()) -> Index:
+    """Load the active build: sizes, shapes and counts checked every time, hashes once (rag.integrity); IndexUnavailable if unusable."""
     build = _active_build(Path(index_dir))
     try:
         manifest = json.loads((build / MANIFEST).read_text(encoding="utf-8"))
         if manifest.get("format_version") != FORMAT_VERSION:
             raise IndexUnavailable("stale", f"The index in {index_dir} has an old format: rebuild it.")
-        _verify(build, manifest)
-        records = json.loads((build / RECORDS).read_text(encoding="utf-8"))
-        articles = {a["id"]: Article(**{**a, "authors": tuple(a["authors"])}) for a in records["articles"]}
-        passages = tuple(Passage(**{**p, "sentences": tuple(p["sentences"]), "pages": tuple(p["pages"])}) for p in records["passages"])
-        sentences, ranges = [], []
-        for row, p in enumerate(passages):
-            start = len(sentences)
-            sentences += [Sentence(s, row) for s in p.sentences]
-            ranges.append(range(start, len(sentences)))
+        verify(build, manifest.get("files") or {})
+        articles = read_articles(build)
+        passages, sentences, passage_sentences = open_records(build)
         dense = faiss.read_index(str(build / PASSAGE_INDEX))
-        sentence_vectors = np.load(build / SENTENCE_VECTORS)
-        bm25 = bm25s.BM25.load(str(build / BM25_DIR), show_progress=False)
+        set_search(dense, dense_settings)
+        sentence_vectors = np.load(build / SENTENCE_VECTORS, mmap_mode="r")
+        bm25 = bm25s.BM25.load(str(build / BM25_DIR), mmap=True, show_progress=False)
         counts = manifest["counts"]
-        consistent = dense.ntotal == len(passages) == counts["passages"] and len(sentence_vectors) == len(sentences) == counts["sentences"]
+        consistent = (dense.ntotal == len(passages) == counts["passages"] and len(sentences) == counts["sentences"]
+                      and sentence_vectors.dtype == SENTENCE_DTYPE and sentence_vectors.shape == (len(sentences), dense.d))
         store = _open_store(manifest.get("milvus"), len(passages))
     except IndexUnavailable:
         raise
+    except Damaged as e:
+        raise IndexUnavailable("corrupt", f"The index build {build.name} is damaged ({e}): rebuild it.") from e
     except Exception as e:  # whatever a damaged file makes a reader raise (EOFError, IndexError, …)
         raise IndexUnavailable("corrupt", f"The index in {index_dir} is damaged ({type(e).__name__}: {e}): rebuild it.") from e
-    if not consistent or not (_unit_rows(dense.reconstruct_n(0, dense.ntotal)) and _unit_rows(sentence_vectors)):
+    if not consistent:
         raise IndexUnavailable("corrupt", f"The index in {index_dir} is inconsistent (counts or vectors): rebuild it.")
-    return Index(manifest, articles, passages, tuple(sentences), tuple(ranges), dense, sentence_vectors, bm25, store)
+    return Index(manifest, articles, passages, sentences, passage_sentences, dense, sentence_vectors, bm25, store)
 
 
 def _open_store(milvus: dict | None, rows: int) -> MilvusPassages | None:

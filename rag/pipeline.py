@@ -118,15 +118,16 @@ class Pipeline:
         corpus = load_corpus(s.seeds, s.max_passage_chars)
         fingerprint = corpus_fingerprint(s.seeds, s.max_passage_chars)
         encode = partial(encode_passages, self.model, batch_size=s.batch_size, show_progress=progress)
-        report = build_index(corpus, s.index, s.model, model_fingerprint(s.model, s.backend), encode, fingerprint, s.max_passage_chars, s.store)
+        report = build_index(corpus, s.index, s.model, model_fingerprint(s.model, s.backend), encode, fingerprint, s.max_passage_chars,
+                             s.dense, s.store)
         with self._lock:
-            self._index, self._seeds_seen, self.notice = load_index(s.index), seen, ""
+            self._index, self._seeds_seen, self.notice = load_index(s.index, s.dense), seen, ""
         return report
 
     def load_index(self) -> Index:
         """Load the index, checking it was built from the current seeds and model."""
-        index = load_index(self.settings.index)
         s = self.settings
+        index = load_index(s.index, s.dense)
         check_fresh(index.manifest, s.seeds, s.max_passage_chars, s.model, model_fingerprint(s.model, s.backend), s.store)
         return index
 
@@ -144,7 +145,7 @@ class Pipeline:
                     except (OSError, ValueError) as error:  # a read-only folder, a full disk: serve the old index
                         if problem.reason != "stale":
                             raise
-                        self._index, self._seeds_seen = load_index(self.settings.index), self._seed_files()
+                        self._index, self._seeds_seen = load_index(self.settings.index, self.settings.dense), self._seed_files()
                         self.notice = f"{problem} It could not be rebuilt ({error}); answers come from the index as it was."
                         print(self.notice, file=sys.stderr)
             return self._index

@@ -32,8 +32,9 @@ def dense_scores(index: Index, query_vector: np.ndarray, depth: int) -> dict[int
     return {int(r): float(s) for r, s in zip(rows[0], scores[0]) if r >= 0}
 
 
-def sentence_scores(index: Index, query_vector: np.ndarray, candidates: Iterable[int], depth: int) -> dict[int, float]:
-    """The best sentence cosine of each candidate passage and of the passages holding the `depth` best sentences overall.
+def sentence_scores(index: Index, query_vector: np.ndarray, candidates: Iterable[int], depth: int, search_max: int) -> dict[int, float]:
+    """The best sentence cosine of each candidate passage and, while the index holds at most `search_max` sentences
+    (searched exhaustively), of the passages holding the `depth` best sentences overall.
 
     A long passage that covers several topics embeds as their blend; its one sentence on the question's topic is found.
     """
@@ -41,15 +42,14 @@ def sentence_scores(index: Index, query_vector: np.ndarray, candidates: Iterable
     best: dict[int, float] = {}
 
     def keep(rows: np.ndarray, cosines: np.ndarray) -> None:
-        for row, cosine in zip(rows.tolist(), cosines.tolist()):
-            passage = index.sentences[row].passage
+        for passage, cosine in zip(index.sentences.passage_of(rows).tolist(), cosines.tolist()):
             best[passage] = max(best.get(passage, -1.0), cosine)
 
     rows = np.array([s for passage in candidates for s in index.passage_sentences[passage]], dtype=np.int64)
     if len(rows):
-        keep(rows, index.sentence_vectors[rows] @ query)
-    if len(index.sentence_vectors):
-        cosines = index.sentence_vectors @ query
+        keep(rows, index.sentence_vectors[rows].astype(np.float32) @ query)
+    if 0 < len(index.sentence_vectors) <= search_max:
+        cosines = np.asarray(index.sentence_vectors, dtype=np.float32) @ query
         top = np.argpartition(-cosines, depth)[:depth] if len(cosines) > depth else np.arange(len(cosines))
         keep(top, cosines[top])
     return best
@@ -63,7 +63,8 @@ def keyword_scores(index: Index, question: str, depth: int) -> dict[int, float]:
     if not known:
         return {}
     scores = index.bm25.get_scores(known)
-    rows = np.argsort(-scores)[:depth]
+    top = np.argpartition(-scores, depth)[:depth] if depth < len(scores) else np.arange(len(scores))  # no full sort
+    rows = top[np.argsort(-scores[top])]
     return {int(r): float(scores[r]) for r in rows if scores[r] > 0}
 
 
@@ -98,7 +99,8 @@ def retrieve(index: Index, query_vector: np.ndarray, question: str, top_k: int, 
     fusion = fusion or settings.fusion
     dense = dense_scores(index, query_vector, settings.depth) if fusion != "keyword" else {}
     if fusion != "keyword" and settings.sentence_depth > 0:  # a passage's dense score: its own cosine or its best sentence's
-        for row, cosine in sentence_scores(index, query_vector, list(dense), settings.sentence_depth).items():
+        by_sentence = sentence_scores(index, query_vector, list(dense), settings.sentence_depth, settings.sentence_search_max)
+        for row, cosine in by_sentence.items():
             dense[row] = max(dense.get(row, -1.0), cosine)
     values = np.fromiter(dense.values(), dtype=np.float32) if dense else np.zeros(1, dtype=np.float32)
     mean, spread = float(values.mean()), float(values.std()) or 1.0

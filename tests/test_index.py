@@ -14,7 +14,8 @@ import pytest
 
 from rag.config import PROJECT_ROOT
 from rag.corpus import load_corpus
-from rag.index import BM25_DIR, CURRENT, MANIFEST, PASSAGE_INDEX, RECORDS, SENTENCE_VECTORS, IndexUnavailable, check_fresh, load_index
+from rag.index import BM25_DIR, CURRENT, MANIFEST, PASSAGE_INDEX, SENTENCE_VECTORS, IndexUnavailable, check_fresh, load_index
+from rag.records import ARTICLES, PASSAGES
 from rag.model import encode_queries
 from rag.pipeline import Pipeline
 
@@ -73,7 +74,7 @@ def test_a_crash_mid_build_leaves_the_previous_index(scratch, monkeypatch):
 
 def test_a_damaged_index_is_reported(scratch):
     build = scratch.settings.index / (scratch.settings.index / CURRENT).read_text()
-    (build / RECORDS).write_text('{"articles": [', encoding="utf-8")
+    (build / ARTICLES).write_text('[{"id": ', encoding="utf-8")
     with pytest.raises(IndexUnavailable) as problem:
         load_index(scratch.settings.index)
     assert problem.value.reason == "corrupt" and "rebuild" in str(problem.value)
@@ -167,9 +168,10 @@ def test_every_kind_of_damage_is_detected(scratch, damage):
         data[-100:] = b"\xff" * 100
         target.write_bytes(bytes(data))
     elif damage == "edit records":
-        records = json.loads((build / RECORDS).read_text(encoding="utf-8"))
-        records["passages"][0]["text"] = "篡改过的文字。"
-        (build / RECORDS).write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
+        lines = (build / PASSAGES).read_text(encoding="utf-8").splitlines(keepends=True)
+        record = json.loads(lines[0])
+        lines[0] = json.dumps({**record, "text": record["text"][::-1]}, ensure_ascii=False) + "\n"  # same length
+        (build / PASSAGES).write_text("".join(lines), encoding="utf-8")
     elif damage == "binary pointer":
         (scratch.settings.index / CURRENT).write_bytes(b"\xff\xfe\x00garbage")
     else:
@@ -237,3 +239,16 @@ def test_a_running_pipeline_rebuilds_in_the_background_when_seeds_change(scratch
     assert pipeline.rebuilding is not None and "量子通信网络建设" not in before.answer
     pipeline.rebuilding.join(timeout=120)
     assert "量子通信网络建设应当纳入城市韧性规划。" in pipeline.ask("量子通信网络应该纳入什么规划？").answer
+
+
+def test_hashes_are_checked_once_per_version_of_a_file(scratch, monkeypatch):
+    load_index(scratch.settings.index)  # hashes every file of the copy and records that it did
+    monkeypatch.setattr("rag.integrity.sha256", lambda path: pytest.fail(f"{path} hashed again"))
+    load_index(scratch.settings.index)  # sizes and stats only
+    monkeypatch.undo()
+    build = _active(scratch)
+    data = bytearray((build / PASSAGE_INDEX).read_bytes())
+    data[-4000:-3000] = bytes(1000)  # same size, written later: its change time gives it away
+    (build / PASSAGE_INDEX).write_bytes(bytes(data))
+    with pytest.raises(IndexUnavailable, match="passages.faiss"):
+        load_index(scratch.settings.index)
