@@ -144,7 +144,7 @@ def sentence_features(index: Index, hits: list[Hit], query_vector: np.ndarray, q
         key_missing = sum(term not in context for term in q.key_terms) / len(q.key_terms) if q.key_terms else 0.0
         number_missing = float(any(n not in context for n in q.numbers))
         span = index.passage_sentences[hit.row]
-        texts = [fold(index.sentences[r].text) for r in span]
+        texts = [fold(t) for t in passage.sentences]  # the rows of `span`, read with the passage
         grams = [bigrams(t) for t in texts]
         predicates = [_share(predicate, g) for g in grams]
         for i, row in enumerate(span):

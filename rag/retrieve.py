@@ -1,7 +1,6 @@
 """Hybrid retrieval: dense (FAISS or Milvus) and keyword (BM25) passage rankings, fused into one."""
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,26 +31,25 @@ def dense_scores(index: Index, query_vector: np.ndarray, depth: int) -> dict[int
     return {int(r): float(s) for r, s in zip(rows[0], scores[0]) if r >= 0}
 
 
-def sentence_scores(index: Index, query_vector: np.ndarray, candidates: Iterable[int], depth: int, search_max: int) -> dict[int, float]:
+def sentence_scores(index: Index, query_vector: np.ndarray, candidates: list[int], depth: int, search_max: int) -> dict[int, float]:
     """The best sentence cosine of each candidate passage and, while the index holds at most `search_max` sentences
     (searched exhaustively), of the passages holding the `depth` best sentences overall.
 
     A long passage that covers several topics embeds as their blend; its one sentence on the question's topic is found.
     """
     query = query_vector.ravel().astype(np.float32)
-    best: dict[int, float] = {}
-
-    def keep(rows: np.ndarray, cosines: np.ndarray) -> None:
-        for passage, cosine in zip(index.sentences.passage_of(rows).tolist(), cosines.tolist()):
-            best[passage] = max(best.get(passage, -1.0), cosine)
-
-    rows = np.array([s for passage in candidates for s in index.passage_sentences[passage]], dtype=np.int64)
-    if len(rows):
-        keep(rows, index.sentence_vectors[rows].astype(np.float32) @ query)
+    starts = index.sentences.starts
+    passages = np.array(candidates, dtype=np.int64)
+    lengths = starts[passages + 1] - starts[passages]
+    passages, first, lengths = passages[lengths > 0], starts[passages][lengths > 0], lengths[lengths > 0]
+    rows = np.repeat(first - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())  # every candidate's sentences
+    cosines = index.sentence_vectors[rows].astype(np.float32) @ query if len(rows) else np.zeros(0, dtype=np.float32)
+    best = dict(zip(passages.tolist(), np.maximum.reduceat(cosines, np.cumsum(lengths) - lengths).tolist())) if len(rows) else {}
     if 0 < len(index.sentence_vectors) <= search_max:
-        cosines = np.asarray(index.sentence_vectors, dtype=np.float32) @ query
-        top = np.argpartition(-cosines, depth)[:depth] if len(cosines) > depth else np.arange(len(cosines))
-        keep(top, cosines[top])
+        everything = np.asarray(index.sentence_vectors, dtype=np.float32) @ query
+        top = np.argpartition(-everything, depth)[:depth] if len(everything) > depth else np.arange(len(everything))
+        for passage, cosine in zip(index.sentences.passage_of(top).tolist(), everything[top].tolist()):
+            best[passage] = max(best.get(passage, -1.0), cosine)
     return best
 
 
