@@ -83,7 +83,7 @@ def cmrc_rows(faiss: Pipeline, work: Path) -> list[tuple[str, str, str]]:
     corpus, _ = load(CMRC, settings.max_passage_chars)
     encode = partial(encode_passages, model, batch_size=settings.batch_size)
     build_index(corpus, copy.index, settings.model, index.manifest["model_fingerprint"], encode, index.manifest["corpus_fingerprint"],
-                settings.max_passage_chars, copy.store)
+                settings.max_passage_chars, settings.dense, copy.store)
     results = [evaluate_cmrc(ix, questions, vectors, settings, faiss.reader, "weighted") for ix in (index, load_index(copy.index))]
     return [(f"CMRC 2018 dev {m} ({len(questions)})", *(f"{r[m]:.3f}" for r in results)) for m in CMRC_MEASURES]
 
