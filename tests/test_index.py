@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -12,12 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.config import PROJECT_ROOT
+from rag.config import PROJECT_ROOT, Settings
 from rag.corpus import load_corpus
 from rag.index import BM25_DIR, CURRENT, MANIFEST, PASSAGE_INDEX, SENTENCE_VECTORS, IndexUnavailable, check_fresh, load_index
 from rag.records import ARTICLES, PASSAGES
 from rag.model import encode_queries
 from rag.pipeline import Pipeline
+
+SMALLEST_SEED = "003_4fcd156b4d347718.txt"  # a sixth of the corpus: a full re-embedding of it takes seconds
 
 
 def test_index_holds_the_whole_corpus(pipeline):
@@ -181,21 +184,32 @@ def test_every_kind_of_damage_is_detected(scratch, damage):
     assert problem.value.reason == "corrupt" and "rebuild" in str(problem.value)
 
 
-def test_a_damaged_index_is_rebuilt_without_reusing_its_vectors(scratch):
-    build = _active(scratch)
+@pytest.fixture()
+def one_file(tmp_path: Path, pipeline) -> Pipeline:
+    """A pipeline over a copy of the smallest seed file, its index built: for cases that re-embed everything."""
+    (tmp_path / "seeds").mkdir()
+    shutil.copy(pipeline.settings.seeds / SMALLEST_SEED, tmp_path / "seeds")
+    p = Pipeline(Settings(seeds=tmp_path / "seeds", index=tmp_path / "index"), model=pipeline.model)
+    p.ensure_index(progress=False)
+    return p
+
+
+def test_a_damaged_index_is_rebuilt_without_reusing_its_vectors(one_file):
+    build = _active(one_file)
     vectors = np.load(build / SENTENCE_VECTORS)
     vectors[:10] = vectors[10:20]  # still unit length, wrong: only the checksum can tell
     np.save(build / SENTENCE_VECTORS, vectors)
-    index = scratch.ensure_index(progress=False)  # damaged: rebuilt, never served
-    assert _active(scratch) != build
+    fresh = Pipeline(one_file.settings, model=one_file.model)
+    index = fresh.ensure_index(progress=False)  # damaged: rebuilt, never served
+    assert _active(fresh) != build
     assert not np.allclose(index.sentence_vectors[:10], index.sentence_vectors[10:20])
 
 
-def test_a_directory_in_place_of_the_pointer_is_replaced_by_a_build(scratch):
-    (scratch.settings.index / CURRENT).unlink()
-    (scratch.settings.index / CURRENT).mkdir()
-    scratch.build(progress=False)
-    assert load_index(scratch.settings.index).manifest["counts"]["files"] == 5
+def test_a_directory_in_place_of_the_pointer_is_replaced_by_a_build(one_file):
+    (one_file.settings.index / CURRENT).unlink()
+    (one_file.settings.index / CURRENT).mkdir()
+    one_file.build(progress=False)
+    assert load_index(one_file.settings.index).manifest["counts"]["files"] == 1
 
 
 def test_an_unreadable_seed_file_is_skipped_and_the_rest_indexed(scratch, monkeypatch, caplog):
