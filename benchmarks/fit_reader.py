@@ -29,11 +29,14 @@ import numpy as np
 from jieba import posseg
 
 from benchmarks.qa_sets import Question, available, contains_answer, load_seed_fit, prepared, question_vectors
-from rag.answer import CROSS_LINGUAL_DECISION_FEATURES, DECISION_FEATURES, LANGUAGES, decision_features, language, linear_model, sigmoid
+from rag.answer import (CROSS_DECISION_FEATURES, CROSS_LINGUAL_DECISION_FEATURES, CROSS_SENTENCE_FEATURES, DECISION_FEATURES, LANGUAGES,
+                        ReaderModel, cross_candidates, cross_decision_features, decision_features, language, linear_model,
+                        reader_model, score, sigmoid)
 from rag.config import Settings
+from rag.cross_encoder import CrossEncoder, cross_scores, load_cross_encoder
 from rag.features import CROSS_LINGUAL_FEATURES, SENTENCE_FEATURES, sentence_features
 from rag.index import Index
-from rag.model import encode_queries
+from rag.model import encode_queries, resolve_model
 from rag.pipeline import Pipeline
 from rag.retrieve import retrieve
 
@@ -49,6 +52,7 @@ GOLD_REMOVED_FROM = ("cmrc-trial", "drcd")  # answerable sets that also give no-
 # visa, a pop star), as users ask; this many of them.
 OFF_TOPIC_FROM, OFF_TOPIC_QUESTIONS = "cmrc-trial", 300
 REGULARISATION_C = 1.0
+CROSS_FIT_CASES = 2400  # fitting cases the cross-encoder reads to fit the second stage (about 5 minutes)
 # Declining an answerable question hides a right answer; answering an unanswerable one shows a wrong quote with its
 # source beside it, which a reader can check. So the threshold caps false declines rather than balancing the two.
 FALSE_DECLINE_CAP = 0.10
@@ -69,6 +73,7 @@ class Case:
     rows: list[int]
     labels: np.ndarray  # per candidate sentence: holds a gold answer
     answerable: bool
+    texts: tuple[str, ...] = ()  # the candidate sentences, for the cross-encoder
 
 
 def reader_cases(name: str, index: Index, questions: list[Question], vectors: np.ndarray, settings: Settings,
@@ -89,7 +94,8 @@ def reader_cases(name: str, index: Index, questions: list[Question], vectors: np
         labels = np.array([contains_answer(index.sentences[r].text, q.answers) for r in rows])
         if remove_gold and labels.any():  # the answer stands elsewhere too: not a no-answer case
             continue
-        out.append(Case(name + ("-gold-removed" if remove_gold else ""), q.text, features, rows, labels, bool(q.answers) and not remove_gold))
+        out.append(Case(name + ("-gold-removed" if remove_gold else ""), q.text, features, rows, labels, bool(q.answers) and not remove_gold,
+                        tuple(index.sentences[r].text for r in rows)))
     return out
 
 
@@ -231,6 +237,44 @@ def fit(cases: list[Case]) -> dict:
     return record
 
 
+def cross_inputs(reader: ReaderModel, case: Case, count: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """The first stage's view of a case as the second stage gets it: its logits, the re-read candidates, P(answered)."""
+    logits, answered = score(reader, case.features, case.question)
+    return logits, cross_candidates(logits, count), answered
+
+
+def fit_cross(cases: list[Case], record: dict, encoder: CrossEncoder, settings: Settings) -> dict:
+    """The second stage's record: how to weigh the cross-encoder's logit against the first stage's, and when to decline.
+
+    Fitted on up to CROSS_FIT_CASES fitting cases with Chinese (the cross-encoder reads each one's best candidates), all
+    seed fitting ones among them; the threshold is calibrated as the first stage's.
+    """
+    reader = reader_model(record)
+    chinese = [c for c in cases if language(c.question) == LANGUAGES[0] and (not c.answerable or c.labels.any())]
+    own = [c for c in chinese if c.source.startswith(SEED_FIT_NAME)]
+    others = [c for c in chinese if not c.source.startswith(SEED_FIT_NAME)]
+    rng = np.random.default_rng(0)
+    sample = own + [others[i] for i in rng.permutation(len(others))[: max(0, CROSS_FIT_CASES - len(own))]]
+    started, views = time.perf_counter(), []
+    for n, c in enumerate(sample):
+        logits, top, answered = cross_inputs(reader, c, settings.reader.cross.candidates)
+        views.append((c, logits, top, answered, cross_scores(encoder, c.question, [c.texts[i] for i in top])))
+        if n % 500 == 0:
+            print(f"cross-encoder: {n}/{len(sample)} cases, {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+    ranking = [(np.column_stack([lg[top], cross]), c.labels[top].astype(float)) for c, lg, top, _, cross in views
+               if c.answerable and c.labels[top].any()]
+    sentence = fit_ranking(ranking, CROSS_SENTENCE_FEATURES, np.ones(len(ranking)))
+    deciding = [v for v in views if not v[0].answerable or v[0].labels[v[2]].any()]
+    x = np.vstack([cross_decision_features(answered, cross) for _, _, _, answered, cross in deciding])
+    answerable = np.array([v[0].answerable for v in deciding])
+    decision = fit_linear(x, answerable, CROSS_DECISION_FEATURES, _weights([v[0] for v in deciding]))
+    p = sigmoid(logits_of(decision, x, CROSS_DECISION_FEATURES))
+    mine = np.array([v[0].source.startswith(SEED_FIT_NAME) for v in deciding])
+    calibrate = mine if (mine & answerable).sum() >= MIN_CALIBRATION_ANSWERABLE else np.ones(len(deciding), dtype=bool)
+    return {"sentence": sentence, "decision": decision, "threshold": best_threshold(p[calibrate], answerable[calibrate]),
+            "cases": len(sample)}
+
+
 def collect(settings: Settings, model) -> list[Case]:
     """Every fitting case of every available fitting set."""
     cases: list[Case] = []
@@ -278,6 +322,9 @@ def main() -> int:
         print("nothing to fit on: ../shared/data is absent; the weights file is unchanged")
         return 0
     record = fit(cases)
+    if settings.reader.cross.weights.is_file():
+        encoder = load_cross_encoder(resolve_model(settings.model), settings.reader.cross)
+        record["cross"] = fit_cross(cases, record, encoder, settings)
     counts: dict[str, dict[str, int]] = {}
     for c in cases:
         kind = "answerable" if c.answerable else "no answer"
@@ -300,6 +347,10 @@ def main() -> int:
         print(f"{lang}: decline below P(answered) = {record['threshold'][lang]:.3f}")
         for part in ("sentence", "decision"):
             print(f"  {part}: " + ", ".join(f"{f} {w:+.2f}" for f, w in zip(record[part][lang]["features"], record[part][lang]["coef"])))
+    if "cross" in record:
+        print(f"cross-encoder stage ({record['cross']['cases']} cases): decline below P(answered) = {record['cross']['threshold']:.3f}")
+        for part in ("sentence", "decision"):
+            print(f"  {part}: " + ", ".join(f"{f} {w:+.2f}" for f, w in zip(record["cross"][part]["features"], record["cross"][part]["coef"])))
     print(f"wrote {path} ({path.stat().st_size} bytes) in {time.perf_counter() - started:.0f} s")
     return 0
 

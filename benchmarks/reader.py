@@ -3,8 +3,9 @@
 Run by hand: `python -m benchmarks.reader` (after `python -m benchmarks.fit_reader`). Sets: CMRC 2018 dev (all of it)
 and the held-out 20% of DRCD dev and SQuAD 2.0 zh (by article; benchmarks.qa_sets), each indexed as a folder of
 documents and asked open-domain. Prints, per set and reader: hit@1 (the best sentence holds a gold answer), hit@3,
-the length of the quote, answerables wrongly declined and unanswerables declined; then the decline curve of the
-learned reader on held-out SQuAD 2.0 zh against its threshold.
+the length of the quote, answerables wrongly declined and unanswerables declined; then the decline curves of the
+learned readers on held-out SQuAD 2.0 zh against their thresholds. v3 (the cross-encoder's second stage) is measured
+when rag/cross_encoder.safetensors and its fitted stage in the reader's weights are there.
 """
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ from dataclasses import replace
 import numpy as np
 
 from benchmarks.cmrc import print_table
-from benchmarks.fit_reader import Case, reader_cases
+from benchmarks.fit_reader import Case, cross_inputs, reader_cases
 from benchmarks.qa_sets import available, prepared
-from rag.answer import choose_sentences, language, quote, score
+from rag.answer import LANGUAGES, ReaderModel, choose_sentences, language, quote, rescore, score
 from rag.config import Settings
+from rag.cross_encoder import CrossEncoder, cross_scores
 from rag.features import SENTENCE_FEATURES
 from rag.index import Index
 from rag.model import load_model
@@ -33,6 +35,15 @@ CURVE = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 def v1_scores(features: np.ndarray) -> np.ndarray:
     return sum(w * features[:, SENTENCE_FEATURES.index(f)] for f, w in V1_WEIGHTS.items())
+
+
+def second_stage(reader: ReaderModel, encoder: CrossEncoder, case: Case, settings: Settings) -> tuple[np.ndarray, float, bool]:
+    """Logits, P(answered) and the decline of the cross-encoder reader (the first stage's, for a question without Chinese)."""
+    logits, top, answered = cross_inputs(reader, case, settings.reader.cross.candidates)
+    if language(case.question) != LANGUAGES[0]:
+        return logits, answered, answered < reader.threshold[language(case.question)]
+    logits, answered = rescore(reader.cross, logits, answered, top, cross_scores(encoder, case.question, [case.texts[i] for i in top]))
+    return logits, answered, answered < reader.cross.threshold
 
 
 def summarise(name: str, reader: str, index: Index, cases: list[Case], scored: list[tuple[np.ndarray, bool]], settings: Settings) -> dict:
@@ -61,7 +72,9 @@ def main() -> int:
     """Ask each measuring set, print the side-by-side table and the decline curve."""
     settings = Settings.from_env()
     model = load_model(settings.model, settings.backend)
-    reader = Pipeline(settings, model=model).reader
+    pipeline = Pipeline(replace(settings, reader=replace(settings.reader, mode="cross")), model=model)
+    reader = pipeline.reader
+    encoder = pipeline.cross_encoder if reader.cross is not None and settings.reader.cross.weights.is_file() else None
     rows, curve = [], None
     for name in MEASURE_SETS:
         if not available(name):
@@ -72,23 +85,30 @@ def main() -> int:
         questions, vectors = [questions[i] for i in keep], vectors[keep]
         cases = reader_cases(name, index, questions, vectors, settings)
         v1 = [(v1_scores(c.features), float(v1_scores(c.features).max()) < V1_THRESHOLD) for c in cases]
-        v2, probabilities = [], []
+        v2, v3, probabilities = [], [], {"v2": [], "v3": []}
         for c in cases:
             logits, answered = score(reader, c.features, c.question)
             v2.append((logits, answered < reader.threshold[language(c.question)]))
-            probabilities.append(answered)
+            probabilities["v2"].append(answered)
+            if encoder is not None:
+                logits, answered, declined = second_stage(reader, encoder, c, settings)
+                v3.append((logits, declined))
+                probabilities["v3"].append(answered)
         rows.append(summarise(name, "v1 (hand-set)", index, cases, v1, replace(settings, reader=replace(settings.reader, margin=V1_MARGIN))))
         rows.append(summarise(name, "v2 (learned)", index, cases, v2, settings))
+        if encoder is not None:
+            rows.append(summarise(name, "v3 (cross-encoder)", index, cases, v3, settings))
         if name == "squad2-zh":
             answerable = np.array([c.answerable for c in cases])
-            p = np.array(probabilities)
-            curve = [(t, np.mean(p[answerable] < t), np.mean(p[~answerable] < t)) for t in CURVE]
+            curve = {k: [(t, np.mean(np.array(p)[answerable] < t), np.mean(np.array(p)[~answerable] < t)) for t in CURVE]
+                     for k, p in probabilities.items() if p}
     if rows:
         print_table(rows)
-    if curve:
-        print(f"\nheld-out SQuAD 2.0 zh, decline below P(answered) = t (fitted t = {reader.threshold['monolingual']:.3f}):")
+    fitted = {"v2": reader.threshold["monolingual"], "v3": reader.cross.threshold if reader.cross else None}
+    for k, points in (curve or {}).items():
+        print(f"\nheld-out SQuAD 2.0 zh, reader {k}, decline below P(answered) = t (fitted t = {fitted[k]:.3f}):")
         print("| t | answerables wrongly declined | unanswerables declined |\n|---|---|---|")
-        for t, false_decline, declined in curve:
+        for t, false_decline, declined in points:
             print(f"| {t:.1f} | {false_decline:.3f} | {declined:.3f} |")
     return 0
 

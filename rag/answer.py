@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.config import ReaderSettings
+from rag.cross_encoder import CrossEncoder, cross_scores
 from rag.features import SENTENCE_FEATURES, sentence_features
 from rag.index import Index
 from rag.keywords import bigrams, is_chinese
@@ -96,6 +97,15 @@ class LinearModel:
 
 
 @dataclass(frozen=True)
+class CrossReader:
+    """The second stage: the first stage's best sentences re-scored with the cross-encoder's logits, and the decision again."""
+
+    sentence: LinearModel  # over CROSS_SENTENCE_FEATURES
+    decision: LinearModel  # over CROSS_DECISION_FEATURES
+    threshold: float  # P(answered) below which it declines
+
+
+@dataclass(frozen=True)
 class ReaderModel:
     """The learned reader: which sentence answers, and whether any does; one variant per kind of question."""
 
@@ -103,6 +113,7 @@ class ReaderModel:
     decision: dict[str, LinearModel]
     threshold: dict[str, float]  # P(answered) below which the reader declines
     about: dict  # what it was fitted on, for the record
+    cross: CrossReader | None = None  # for questions with Chinese, when fitted with a cross-encoder
 
 
 LANGUAGES = ("monolingual", "cross_lingual")  # a question with Chinese, and one without (no shared words possible)
@@ -111,6 +122,8 @@ DECISION_FEATURES = (
     "least_key_missing", "number_missing", "type_missing", "type_found_near",
 )
 CROSS_LINGUAL_DECISION_FEATURES = ("best", "margin", "passage_z", "number_missing", "type_missing", "type_found_near")
+CROSS_SENTENCE_FEATURES = ("first", "cross")  # the first stage's logit, the cross-encoder's
+CROSS_DECISION_FEATURES = ("decision", "cross_best", "cross_margin")  # the first stage's decision logit, the best cross logits
 
 
 def linear_model(record: dict) -> LinearModel:
@@ -119,16 +132,22 @@ def linear_model(record: dict) -> LinearModel:
                        float(record["intercept"]))
 
 
+def reader_model(data: dict) -> ReaderModel:
+    """A ReaderModel from its JSON record (see benchmarks.fit_reader)."""
+    cross = data.get("cross")
+    return ReaderModel(
+        {lang: linear_model(data["sentence"][lang]) for lang in LANGUAGES},
+        {lang: linear_model(data["decision"][lang]) for lang in LANGUAGES},
+        {lang: float(data["threshold"][lang]) for lang in LANGUAGES},
+        data.get("about", {}),
+        CrossReader(linear_model(cross["sentence"]), linear_model(cross["decision"]), float(cross["threshold"])) if cross else None,
+    )
+
+
 def load_reader(path: Path) -> ReaderModel:
     """The reader's weights from their JSON file (see benchmarks.fit_reader); ModelError if it is unusable."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        return ReaderModel(
-            {lang: linear_model(data["sentence"][lang]) for lang in LANGUAGES},
-            {lang: linear_model(data["decision"][lang]) for lang in LANGUAGES},
-            {lang: float(data["threshold"][lang]) for lang in LANGUAGES},
-            data.get("about", {}),
-        )
+        return reader_model(json.loads(Path(path).read_text(encoding="utf-8")))
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ModelError(f"The reader's weights in {path} are missing or damaged ({e}): run `python -m benchmarks.fit_reader`.") from e
 
@@ -169,6 +188,27 @@ def score(model: ReaderModel, features: np.ndarray, question: str) -> tuple[np.n
     return logits, float(sigmoid(decision))
 
 
+def cross_candidates(logits: np.ndarray, count: int) -> np.ndarray:
+    """The first stage's best `count` candidates, best first: the ones the cross-encoder re-reads."""
+    return np.argsort(-logits, kind="stable")[:count]
+
+
+def cross_decision_features(answered: float, cross: np.ndarray) -> np.ndarray:
+    """One row (CROSS_DECISION_FEATURES order): the first stage's decision logit and the best two cross logits."""
+    ranked = np.sort(cross)[::-1]
+    margin = ranked[0] - ranked[1] if len(ranked) > 1 else 0.0
+    p = min(max(answered, 1e-6), 1 - 1e-6)
+    return np.array([[np.log(p / (1 - p)), ranked[0], margin]], dtype=np.float32)
+
+
+def rescore(model: CrossReader, logits: np.ndarray, answered: float, top: np.ndarray, cross: np.ndarray) -> tuple[np.ndarray, float]:
+    """Second-stage logits (the candidates not re-read rank below every re-read one) and P(answered)."""
+    second = np.full(len(logits), -np.inf, dtype=np.float32)
+    second[top] = model.sentence.logits(np.column_stack([logits[top], cross]), CROSS_SENTENCE_FEATURES)
+    decision = model.decision.logits(cross_decision_features(answered, cross), CROSS_DECISION_FEATURES)[0]
+    return second, float(sigmoid(decision))
+
+
 def _jaccard(a: set[str], b: set[str]) -> float:
     return len(a & b) / len(a | b) if a | b else 1.0
 
@@ -193,13 +233,20 @@ def choose_sentences(index: Index, logits: np.ndarray, rows: list[int], settings
 
 
 def read(index: Index, hits: list[Hit], query_vector: np.ndarray, question: str, model: ReaderModel,
-         settings: ReaderSettings) -> tuple[list[tuple[int, float]], float, bool]:
-    """Chosen (sentence row, logit) pairs, P(answered), and whether to decline."""
+         settings: ReaderSettings, encoder: CrossEncoder | None = None) -> tuple[list[tuple[int, float]], float, bool]:
+    """Chosen (sentence row, logit) pairs, P(answered), and whether to decline; with an encoder, through the second stage."""
     features, rows = sentence_features(index, hits, query_vector, question)
     if not rows:
         return [], 0.0, True
     logits, answered = score(model, features, question)
-    threshold = settings.decline_below if settings.decline_below is not None else model.threshold[language(question)]
+    threshold = model.threshold[language(question)]
+    if encoder is not None and model.cross is not None and language(question) == LANGUAGES[0]:
+        top = cross_candidates(logits, settings.cross.candidates)
+        cross = cross_scores(encoder, question, [index.sentences[rows[i]].text for i in top])
+        logits, answered = rescore(model.cross, logits, answered, top, cross)
+        threshold = model.cross.threshold
+    if settings.decline_below is not None:
+        threshold = settings.decline_below
     return choose_sentences(index, logits, rows, settings), answered, answered < threshold
 
 

@@ -6,22 +6,24 @@ import os
 import sys
 from dataclasses import replace
 
-from rag.config import BACKENDS, Settings
+from rag.config import BACKENDS, READER_MODES, Settings
 from rag.pipeline import Pipeline
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
-    """The --seeds/--index/--model/--backend/--store options shared by every command (defaults: RAG_* variables, then config)."""
+    """The --seeds/--index/--model/--backend/--store/--reader options shared by every command (defaults: RAG_* variables, then config)."""
     parser.add_argument("--seeds", help="folder of documents: .txt .md .pdf .docx .html (env RAG_SEEDS; default seeds/)")
     parser.add_argument("--index", help="index folder (env RAG_INDEX; default index/)")
     parser.add_argument("--model", help="sentence-transformers model name or path (env RAG_MODEL)")
     parser.add_argument("--backend", choices=BACKENDS, help="how the model runs (env RAG_BACKEND; see README)")
     parser.add_argument("--store", help="faiss (default), a Milvus URI http://host:19530, or a milvus-lite file *.db (env RAG_STORE)")
+    parser.add_argument("--reader", choices=READER_MODES, help="fast, or cross: the cross-encoder's second stage (env RAG_READER; see README)")
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
     """Settings from the environment, overridden by the command-line options given."""
-    return Settings.from_env(seeds=args.seeds, index=args.index, model=args.model, backend=args.backend, store=args.store)
+    settings = Settings.from_env(seeds=args.seeds, index=args.index, model=args.model, backend=args.backend, store=args.store)
+    return replace(settings, reader=replace(settings.reader, mode=args.reader)) if args.reader else settings
 
 
 def main(argv: list[str] | None = None) -> int:

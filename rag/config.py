@@ -18,6 +18,9 @@ DEFAULT_BACKEND = "onnx"
 # Where passage vectors and BM25 are searched: "faiss" (embedded FAISS + bm25s, in the index folder), a Milvus server URI
 # ("http://host:19530"), or a path ending in ".db" (a local milvus-lite file). See rag/store_milvus.py and the README.
 DEFAULT_STORE = "faiss"
+# How the reader chooses: "fast" (a linear model over features of the retrieval's own vectors: no second model call) or
+# "cross" (then the best candidates re-read by a cross-encoder, rag/cross_encoder.py: tens of milliseconds more).
+READER_MODES = ("fast", "cross")
 MILVUS_LITE_SUFFIX = ".db"
 MILVUS_DENSE_INDEX = "FLAT"  # exact inner product, as FAISS's IndexFlatIP: the same dense ranking in both stores
 MILVUS_ANALYZER = {"tokenizer": "jieba"}  # Milvus's built-in Chinese analyzer (jieba, search mode)
@@ -46,6 +49,19 @@ def milvus_uri(store: str) -> str | None:
 
 
 @dataclass(frozen=True)
+class CrossEncoderSettings:
+    """The second-stage reader: e5-small's first layers reading question and sentence together (rag/cross_encoder.py)."""
+
+    weights: Path = PROJECT_ROOT / "rag" / "cross_encoder.safetensors"  # `python -m benchmarks.fit_cross_encoder` writes it
+    layers: int = 6  # of the model's 12: half the cost; training ran at 29 pairs/s with 6, 15 with 12 (2 cores)
+    rank: int = 8  # of the low-rank adapters
+    alpha: int = 16
+    targets: tuple[str, ...] = ("query", "key", "value", "dense")  # every linear map of a BERT layer
+    max_tokens: int = 128  # a pair longer than this loses the end of its sentence
+    candidates: int = 6  # the first stage's best sentences it re-reads
+
+
+@dataclass(frozen=True)
 class ReaderSettings:
     """How the reader quotes and when it declines; its learned weights are a file written by benchmarks.fit_reader."""
 
@@ -57,6 +73,8 @@ class ReaderSettings:
     max_sentences: int = 3
     duplicate_overlap: float = 0.6  # bigram Jaccard above which two sentences count as the same
     max_quote_chars: int = 150  # a longer sentence is quoted by its answering clauses, cut at ，；： boundaries
+    mode: str = "fast"  # one of READER_MODES; env RAG_READER
+    cross: CrossEncoderSettings = field(default_factory=CrossEncoderSettings)
 
 
 @dataclass(frozen=True)
@@ -116,6 +134,7 @@ class Settings:
             model=_env("RAG_MODEL", cls.model),
             backend=_env("RAG_BACKEND", cls.backend),
             store=_env("RAG_STORE", cls.store),
+            reader=ReaderSettings(mode=_env("RAG_READER", ReaderSettings.mode)),
             **{name: kind(os.environ[f"RAG_{name.upper()}"]) for name, kind in numbers.items() if os.environ.get(f"RAG_{name.upper()}")},
         )
         given = {k: (Path(v) if k in ("seeds", "index") else v) for k, v in overrides.items() if v is not None}

@@ -10,12 +10,13 @@ from functools import partial
 
 from rag.answer import Answer, ReaderModel, compose, load_reader, read
 from rag.batching import Batcher
-from rag.config import Settings
+from rag.config import READER_MODES, Settings
+from rag.cross_encoder import CrossEncoder, load_cross_encoder
 from rag.corpus import load_corpus
 from rag.index import BuildReport, Index, IndexUnavailable, build_index, check_fresh, corpus_fingerprint, load_index
 from rag.keywords import is_chinese
 from rag.messages import Problem
-from rag.model import Embedder, encode_passages, encode_queries, load_model, model_fingerprint
+from rag.model import Embedder, ModelError, encode_passages, encode_queries, load_model, model_fingerprint, resolve_model
 from rag.readers import is_document
 from rag.retrieve import retrieve
 
@@ -50,6 +51,7 @@ class Pipeline:
         self._model = model
         self._index: Index | None = None
         self._reader: ReaderModel | None = None
+        self._cross_encoder: CrossEncoder | None = None
         self.notice = ""  # why answers may be out of date: a stale index served because it could not be rebuilt
         self._seeds_seen: tuple = ()  # the seed files (name, size, mtime) the loaded index was checked against
         self._seeds_checked = 0.0
@@ -69,6 +71,19 @@ class Pipeline:
     def _encode_questions(self, texts: list[str]) -> list:
         """Query vectors for a batch of questions, one model call."""
         return list(encode_queries(self.model, texts, self.settings.query_encode_batch))
+
+    @property
+    def cross_encoder(self) -> CrossEncoder | None:
+        """The second-stage reader's cross-encoder, loaded once; None on the fast path (settings.reader.mode)."""
+        s = self.settings
+        if s.reader.mode not in READER_MODES:
+            raise ModelError(f"unknown reader {s.reader.mode!r}: use one of {', '.join(READER_MODES)} (RAG_READER)")
+        if s.reader.mode == "fast":
+            return None
+        with self._lock:
+            if self._cross_encoder is None:
+                self._cross_encoder = load_cross_encoder(resolve_model(s.model), s.reader.cross, s.torch_threads)
+            return self._cross_encoder
 
     @property
     def reader(self) -> ReaderModel:
@@ -159,14 +174,14 @@ class Pipeline:
             raise Problem("top_k_range", limit=s.max_top_k, top_k=top_k)
         self.watch_seeds()
         index = self.ensure_index()
-        reader = self.reader
+        reader, encoder = self.reader, self.cross_encoder
         _ = self.model  # loaded before the clock starts
         started = time.perf_counter()
         query_vector = self._embed_questions(text)
         hits = retrieve(index, query_vector, text, top_k, s)
         retrieved = time.perf_counter()
         if has_words(text):
-            chosen, answered, abstained = read(index, hits, query_vector, text, reader, s.reader)
+            chosen, answered, abstained = read(index, hits, query_vector, text, reader, s.reader, encoder)
         else:  # emoji, punctuation, a lone letter: nothing was asked, so nothing is answered
             chosen, answered, abstained = [], 0.0, True
         done = time.perf_counter()
