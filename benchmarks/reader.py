@@ -15,11 +15,10 @@ from dataclasses import replace
 import numpy as np
 
 from benchmarks.cmrc import print_table
-from benchmarks.fit_reader import Case, cross_inputs, reader_cases
+from benchmarks.fit_reader import Case, reader_cases
 from benchmarks.qa_sets import available, prepared
-from rag.answer import LANGUAGES, ReaderModel, choose_sentences, language, quote, rescore, score
+from rag.answer import choose_sentences, language, quote, reread, score
 from rag.config import Settings
-from rag.cross_encoder import CrossEncoder, cross_scores
 from rag.features import SENTENCE_FEATURES
 from rag.index import Index
 from rag.model import load_model
@@ -35,15 +34,6 @@ CURVE = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 def v1_scores(features: np.ndarray) -> np.ndarray:
     return sum(w * features[:, SENTENCE_FEATURES.index(f)] for f, w in V1_WEIGHTS.items())
-
-
-def second_stage(reader: ReaderModel, encoder: CrossEncoder, case: Case, settings: Settings) -> tuple[np.ndarray, float, bool]:
-    """Logits, P(answered) and the decline of the cross-encoder reader (the first stage's, for a question without Chinese)."""
-    logits, top, answered = cross_inputs(reader, case, settings.reader.cross.candidates)
-    if language(case.question) != LANGUAGES[0]:
-        return logits, answered, answered < reader.threshold[language(case.question)]
-    logits, answered = rescore(reader.cross, logits, answered, top, cross_scores(encoder, case.question, [case.texts[i] for i in top]))
-    return logits, answered, answered < reader.cross.threshold
 
 
 def summarise(name: str, reader: str, index: Index, cases: list[Case], scored: list[tuple[np.ndarray, bool]], settings: Settings) -> dict:
@@ -91,8 +81,9 @@ def main() -> int:
             v2.append((logits, answered < reader.threshold[language(c.question)]))
             probabilities["v2"].append(answered)
             if encoder is not None:
-                logits, answered, declined = second_stage(reader, encoder, c, settings)
-                v3.append((logits, declined))
+                logits, answered, threshold = reread(reader, encoder, c.question, logits, answered, c.texts.__getitem__,
+                                                     settings.reader.cross.candidates)
+                v3.append((logits, answered < threshold))
                 probabilities["v3"].append(answered)
         rows.append(summarise(name, "v1 (hand-set)", index, cases, v1, replace(settings, reader=replace(settings.reader, margin=V1_MARGIN))))
         rows.append(summarise(name, "v2 (learned)", index, cases, v2, settings))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -209,6 +209,17 @@ def rescore(model: CrossReader, logits: np.ndarray, answered: float, top: np.nda
     return second, float(sigmoid(decision))
 
 
+def reread(model: ReaderModel, encoder: CrossEncoder, question: str, logits: np.ndarray, answered: float,
+           text_of: Callable[[int], str], count: int) -> tuple[np.ndarray, float, float]:
+    """The second stage: the best `count` candidates (texts by candidate number) re-read with the cross-encoder; logits,
+    P(answered) and the threshold that applies (the first stage's, unchanged, for a question without Chinese)."""
+    if model.cross is None or language(question) != LANGUAGES[0]:
+        return logits, answered, model.threshold[language(question)]
+    top = cross_candidates(logits, count)
+    logits, answered = rescore(model.cross, logits, answered, top, cross_scores(encoder, question, [text_of(i) for i in top]))
+    return logits, answered, model.cross.threshold
+
+
 def _jaccard(a: set[str], b: set[str]) -> float:
     return len(a & b) / len(a | b) if a | b else 1.0
 
@@ -240,11 +251,9 @@ def read(index: Index, hits: list[Hit], query_vector: np.ndarray, question: str,
         return [], 0.0, True
     logits, answered = score(model, features, question)
     threshold = model.threshold[language(question)]
-    if encoder is not None and model.cross is not None and language(question) == LANGUAGES[0]:
-        top = cross_candidates(logits, settings.cross.candidates)
-        cross = cross_scores(encoder, question, [index.sentences[rows[i]].text for i in top])
-        logits, answered = rescore(model.cross, logits, answered, top, cross)
-        threshold = model.cross.threshold
+    if encoder is not None:
+        logits, answered, threshold = reread(model, encoder, question, logits, answered, lambda i: index.sentences[rows[i]].text,
+                                             settings.cross.candidates)
     if settings.decline_below is not None:
         threshold = settings.decline_below
     return choose_sentences(index, logits, rows, settings), answered, answered < threshold
