@@ -11,6 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.cmrc import print_table
 from rag.config import PROJECT_ROOT, Settings
 from rag.corpus import load_corpus, parse_file
 from rag.index import passage_text_for_embedding
@@ -78,9 +79,7 @@ def main() -> int:
         ("rebuild, one file changed", f"{one_seconds:.1f} s", f"{one.embedded} embedded, {one.reused} reused"),
         ("peak memory (RSS)", f"{peak_mib:.0f} MiB", ""),
     ]
-    print("| measure | value | detail |\n|---|---|---|")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
+    print_table([dict(zip(("measure", "value", "detail"), row)) for row in rows])
     return 0
 
 

@@ -19,6 +19,7 @@ from functools import partial
 from pathlib import Path
 
 from benchmarks.cmrc import evaluate as evaluate_cmrc
+from benchmarks.cmrc import print_table
 from benchmarks.latency import ROUNDS, percentiles
 from benchmarks.qa_sets import available, load, prepared, set_folder
 from benchmarks.seed_dev import evaluate as evaluate_seed
@@ -102,9 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmrc and available(CMRC):
             rows += cmrc_rows(faiss, Path(work))
     print(f"seed dev set: {len(load_dev_set())} questions × {ROUNDS} rounds for agreement and latency")
-    print("| measure | FAISS + bm25s (default) | Milvus (milvus-lite) |\n|---|---|---|")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
+    print_table([dict(zip(("measure", "FAISS + bm25s (default)", "Milvus (milvus-lite)"), row)) for row in rows])
     return 0
 
 
