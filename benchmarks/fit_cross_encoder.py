@@ -1,7 +1,7 @@
 """Train the cross-encoder's adapters and write rag/cross_encoder.safetensors: `python -m benchmarks.fit_cross_encoder`.
 
 The cross-encoder reads a question and a sentence together (rag/cross_encoder.py): the materialised e5-small's first
-CROSS_LAYERS layers, low-rank adapters (LoRA, trained here with peft) on each of their linear maps and a one-unit head
+CrossEncoderSettings.layers layers, low-rank adapters (LoRA, trained here with peft) on each of their linear maps and a one-unit head
 over the mean of the last layer. Only the adapters and the head are written (well under 2 MB); the base weights keep
 coming from the materialised model.
 
@@ -10,7 +10,7 @@ SQuAD 2.0 zh, and the seed fitting questions. For each answerable question the s
 the other sentences of its context (those sharing most words with the question first) and a sentence of another context
 of the same document are negatives. Each unanswerable SQuAD 2.0 question's closest sentences are negatives, and so is the
 answer sentence asked after another year, number or place (fit_reader.swap_key_term): the near-topic question the
-articles cannot answer. About 40 minutes on 2 cores (`--pairs` trades time for quality).
+articles cannot answer. 66 minutes on 2 cores at 12 pairs/s (`--pairs` trades time for quality).
 """
 from __future__ import annotations
 
@@ -25,9 +25,8 @@ import numpy as np
 
 from benchmarks.fit_reader import swap_key_term
 from benchmarks.qa_sets import available, contains_answer, load, load_seed_fit
-
 from rag.config import CrossEncoderSettings, Settings
-from rag.cross_encoder import pair_texts, save_adapters
+from rag.cross_encoder import pair_logits, pair_texts, save_adapters
 from rag.keywords import bigrams
 
 FIT_SETS = ("cmrc-trial", "drcd", "squad2-zh")
@@ -48,6 +47,14 @@ class Pair:
 def _closest(question: str, sentences: list[str], n: int) -> list[str]:
     wanted = bigrams(question)
     return sorted(sentences, key=lambda s: -len(wanted & bigrams(s)))[:n]
+
+
+def sentences_by_article(passages) -> dict[str, list[str]]:
+    """Each article's sentences, in order."""
+    sentences: dict[str, list[str]] = {}
+    for p in passages:
+        sentences.setdefault(p.article_id, []).extend(p.sentences)
+    return sentences
 
 
 def question_pairs(question: str, answers: tuple[str, ...], context: list[str], elsewhere: list[str], rng: random.Random) -> list[Pair]:
@@ -71,9 +78,7 @@ def question_pairs(question: str, answers: tuple[str, ...], context: list[str], 
 def set_pairs(name: str, settings: Settings, rng: random.Random) -> list[Pair]:
     """The pairs of one public set's fitting questions."""
     corpus, questions = load(name, settings.max_passage_chars)
-    sentences: dict[str, list[str]] = {}
-    for p in corpus.passages:
-        sentences.setdefault(p.article_id, []).extend(p.sentences)
+    sentences = sentences_by_article(corpus.passages)
     title = {a.id: a.title for a in corpus.articles}
     by_title: dict[str, list[str]] = {}
     for article_id, s in sentences.items():
@@ -93,9 +98,7 @@ def seed_pairs(settings: Settings, rng: random.Random) -> list[Pair]:
     from rag.pipeline import Pipeline
 
     index = Pipeline(settings).ensure_index(progress=False)
-    sentences: dict[str, list[str]] = {}
-    for p in index.passages:
-        sentences.setdefault(p.article_id, []).extend(p.sentences)
+    sentences = sentences_by_article(index.passages)
     pairs = []
     for q in load_seed_fit(index):
         if q.context in sentences:
@@ -141,11 +144,7 @@ def train(pairs: list[Pair], settings: CrossEncoderSettings, model_dir: str, epo
     started = time.perf_counter()
     for step, rows in enumerate(batches):
         batch = [pairs[i] for i in rows]
-        enc = tokenizer(*pair_texts([p.question for p in batch], [p.sentence for p in batch]), return_tensors="pt",
-                        padding=True, truncation="only_second", max_length=settings.max_tokens)
-        hidden = model(**enc).last_hidden_state
-        mask = enc["attention_mask"].unsqueeze(-1).float()
-        logits = head((hidden * mask).sum(1) / mask.sum(1)).squeeze(-1)
+        logits = pair_logits(tokenizer, model, head, [p.question for p in batch], [p.sentence for p in batch], settings.max_tokens)
         loss = loss_fn(logits, torch.tensor([p.label for p in batch]))
         loss.backward()
         optimiser.step()
@@ -164,7 +163,7 @@ def main() -> int:
     from rag.model import resolve_model
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=48_000, help="pairs trained on (sampled from all; about 20 a second)")
+    parser.add_argument("--pairs", type=int, default=48_000, help="pairs trained on (sampled from all; about 12 a second on 2 cores)")
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=5e-4)

@@ -206,6 +206,13 @@ def best_threshold(p_answered: np.ndarray, answerable: np.ndarray) -> float:
     return round(float(max(allowed, default=candidates[0])), 3)
 
 
+def calibrated_threshold(p_answered: np.ndarray, answerable: np.ndarray, own: np.ndarray) -> float:
+    """best_threshold over the cases of the app's own kind (`own`) when they hold MIN_CALIBRATION_ANSWERABLE answerable
+    ones, else over all."""
+    calibrate = own if (own & answerable).sum() >= MIN_CALIBRATION_ANSWERABLE else np.ones(len(own), dtype=bool)
+    return best_threshold(p_answered[calibrate], answerable[calibrate])
+
+
 def _weights(cases: list[Case]) -> np.ndarray:
     """Each case's weight: the few questions written over the seed articles count IN_DOMAIN_WEIGHT times."""
     return np.array([IN_DOMAIN_WEIGHT if c.source.startswith(SEED_FIT_NAME) else 1.0 for c in cases])
@@ -232,8 +239,7 @@ def fit(cases: list[Case]) -> dict:
         record["decision"][lang] = decision = fit_linear(d[:, _columns(names, DECISION_FEATURES)], answerable, names, _weights(deciding))
         p = sigmoid(logits_of(decision, d, DECISION_FEATURES))
         own = np.array([c.source.startswith(SEED_FIT_NAME) and language(c.question) == lang for c in deciding])
-        calibrate = own if (own & answerable).sum() >= MIN_CALIBRATION_ANSWERABLE else np.ones(len(deciding), dtype=bool)
-        record["threshold"][lang] = best_threshold(p[calibrate], answerable[calibrate])
+        record["threshold"][lang] = calibrated_threshold(p, answerable, own)
     return record
 
 
@@ -269,10 +275,8 @@ def fit_cross(cases: list[Case], record: dict, encoder: CrossEncoder, settings: 
     answerable = np.array([v[0].answerable for v in deciding])
     decision = fit_linear(x, answerable, CROSS_DECISION_FEATURES, _weights([v[0] for v in deciding]))
     p = sigmoid(logits_of(decision, x, CROSS_DECISION_FEATURES))
-    mine = np.array([v[0].source.startswith(SEED_FIT_NAME) for v in deciding])
-    calibrate = mine if (mine & answerable).sum() >= MIN_CALIBRATION_ANSWERABLE else np.ones(len(deciding), dtype=bool)
-    return {"sentence": sentence, "decision": decision, "threshold": best_threshold(p[calibrate], answerable[calibrate]),
-            "cases": len(sample)}
+    own = np.array([v[0].source.startswith(SEED_FIT_NAME) for v in deciding])
+    return {"sentence": sentence, "decision": decision, "threshold": calibrated_threshold(p, answerable, own), "cases": len(sample)}
 
 
 def collect(settings: Settings, model) -> list[Case]:

@@ -36,6 +36,14 @@ def pair_texts(questions: list[str], sentences: list[str]) -> tuple[list[str], l
     return [QUERY_PROMPT + q for q in questions], [PASSAGE_PROMPT + s for s in sentences]
 
 
+def pair_logits(tokenizer, model, head, questions: list[str], sentences: list[str], max_tokens: int):
+    """The head's logit over the mean of the last layer, for each pair (a torch tensor): in training and in scoring alike."""
+    enc = tokenizer(*pair_texts(questions, sentences), return_tensors="pt", padding=True, truncation="only_second", max_length=max_tokens)
+    hidden = model(**enc).last_hidden_state
+    mask = enc["attention_mask"].unsqueeze(-1).float()
+    return head((hidden * mask).sum(1) / mask.sum(1)).squeeze(-1)
+
+
 def save_adapters(tensors: dict, settings: CrossEncoderSettings, about: dict) -> Path:
     """Write the adapters and head (float16) with the settings they were trained under, atomically."""
     from safetensors.torch import save_file
@@ -89,9 +97,6 @@ def cross_scores(encoder: CrossEncoder, question: str, sentences: list[str]) -> 
         return np.zeros(0, dtype=np.float32)
     import torch
 
-    enc = encoder.tokenizer(*pair_texts([question] * len(sentences), sentences), return_tensors="pt", padding=True,
-                            truncation="only_second", max_length=encoder.max_tokens)
     with torch.inference_mode():
-        hidden = encoder.model(**enc).last_hidden_state
-        mask = enc["attention_mask"].unsqueeze(-1).float()
-        return encoder.head((hidden * mask).sum(1) / mask.sum(1)).squeeze(-1).numpy().astype(np.float32)
+        logits = pair_logits(encoder.tokenizer, encoder.model, encoder.head, [question] * len(sentences), sentences, encoder.max_tokens)
+    return logits.numpy().astype(np.float32)
