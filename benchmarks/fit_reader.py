@@ -52,7 +52,7 @@ GOLD_REMOVED_FROM = ("cmrc-trial", "drcd")  # answerable sets that also give no-
 # visa, a pop star), as users ask; this many of them.
 OFF_TOPIC_FROM, OFF_TOPIC_QUESTIONS = "cmrc-trial", 300
 REGULARISATION_C = 1.0
-CROSS_FIT_CASES = 2400  # fitting cases the cross-encoder reads to fit the second stage (about 5 minutes)
+CROSS_FIT_CASES = 4000  # fitting cases the cross-encoder reads to fit the second stage (about 9 minutes)
 # Declining an answerable question hides a right answer; answering an unanswerable one shows a wrong quote with its
 # source beside it, which a reader can check. So the threshold caps false declines rather than balancing the two.
 FALSE_DECLINE_CAP = 0.10
@@ -74,6 +74,7 @@ class Case:
     labels: np.ndarray  # per candidate sentence: holds a gold answer
     answerable: bool
     texts: tuple[str, ...] = ()  # the candidate sentences, for the cross-encoder
+    stacking: bool = False  # from the questions the cross-encoder was not trained on, for fitting the second stage
 
 
 def reader_cases(name: str, index: Index, questions: list[Question], vectors: np.ndarray, settings: Settings,
@@ -95,7 +96,7 @@ def reader_cases(name: str, index: Index, questions: list[Question], vectors: np
         if remove_gold and labels.any():  # the answer stands elsewhere too: not a no-answer case
             continue
         out.append(Case(name + ("-gold-removed" if remove_gold else ""), q.text, features, rows, labels, bool(q.answers) and not remove_gold,
-                        tuple(index.sentences[r].text for r in rows)))
+                        tuple(index.sentences[r].text for r in rows), q.stacking))
     return out
 
 
@@ -127,7 +128,7 @@ def swapped_questions(index: Index, questions: list[Question]) -> list[Question]
     for q in questions:
         text = swap_key_term(q.text, context.get(q.context, "")) if q.answers else None
         if text:
-            out.append(Question(text, q.context, (), q.held_out))
+            out.append(Question(text, q.context, (), q.held_out, q.stacking))
     return out
 
 
@@ -252,11 +253,12 @@ def cross_inputs(reader: ReaderModel, case: Case, count: int) -> tuple[np.ndarra
 def fit_cross(cases: list[Case], record: dict, encoder: CrossEncoder, settings: Settings) -> dict:
     """The second stage's record: how to weigh the cross-encoder's logit against the first stage's, and when to decline.
 
-    Fitted on up to CROSS_FIT_CASES fitting cases with Chinese (the cross-encoder reads each one's best candidates), all
-    seed fitting ones among them; the threshold is calibrated as the first stage's.
+    Fitted on up to CROSS_FIT_CASES of the fitting cases the cross-encoder was not trained on, those with Chinese (the
+    cross-encoder reads each one's best candidates), all seed fitting ones among them; the threshold is calibrated as the
+    first stage's.
     """
     reader = reader_model(record)
-    chinese = [c for c in cases if language(c.question) == LANGUAGES[0] and (not c.answerable or c.labels.any())]
+    chinese = [c for c in cases if c.stacking and language(c.question) == LANGUAGES[0] and (not c.answerable or c.labels.any())]
     own = [c for c in chinese if c.source.startswith(SEED_FIT_NAME)]
     others = [c for c in chinese if not c.source.startswith(SEED_FIT_NAME)]
     rng = np.random.default_rng(0)
@@ -295,7 +297,7 @@ def collect(settings: Settings, model) -> list[Case]:
             cases += reader_cases(name, index, qs, vs, settings, remove_gold=True)
         cases += _swapped_cases(name, index, qs, settings, model)
         if name == OFF_TOPIC_FROM:
-            off_topic = ([Question(q.text, "", (), False) for q in qs[:OFF_TOPIC_QUESTIONS]], vs[:OFF_TOPIC_QUESTIONS])
+            off_topic = ([Question(q.text, "", (), False, q.stacking) for q in qs[:OFF_TOPIC_QUESTIONS]], vs[:OFF_TOPIC_QUESTIONS])
     index = Pipeline(settings, model=model).ensure_index(progress=False)
     cases += reader_cases(OFF_TOPIC_FROM + "-off-topic", index, *off_topic, settings)
     questions = load_seed_fit(index)

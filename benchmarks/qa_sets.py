@@ -33,6 +33,7 @@ SEED_FIT_GLOB = "seed_fit_questions*.jsonl"
 _SPACE = re.compile(r"\s+")
 HELD_OUT_SHARE = 0.2  # of the articles of a set that is split
 SPLIT_SETS = ("drcd", "squad2-zh")
+STACKING_SHARE = 0.25  # of the fitting articles: kept from the cross-encoder's training, for fitting the second stage
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class Question:
     context: str  # the gold context's article id
     answers: tuple[str, ...]  # empty: unanswerable
     held_out: bool  # never fitted on
+    stacking: bool = False  # fitted on by the second stage only, never by the cross-encoder
 
 
 def available(name: str) -> bool:
@@ -48,9 +50,19 @@ def available(name: str) -> bool:
     return SETS[name].is_file()
 
 
+def _share(title: str, salt: str = "") -> float:
+    """Where a title falls in [0, 1), by hash: the same on every machine and run."""
+    return int(hashlib.sha1((salt + title).encode()).hexdigest(), 16) % 1000 / 1000
+
+
 def is_held_out(title: str) -> bool:
-    """A fixed 20% of article titles, by hash: the same on every machine and run."""
-    return int(hashlib.sha1(title.encode()).hexdigest(), 16) % 1000 < HELD_OUT_SHARE * 1000
+    """A fixed 20% of article titles."""
+    return _share(title) < HELD_OUT_SHARE
+
+
+def is_stacking(title: str) -> bool:
+    """A fixed quarter of article titles, drawn independently of is_held_out."""
+    return _share(title, "stacking:") < STACKING_SHARE
 
 
 def load(name: str, max_passage_chars: int) -> tuple[Corpus, list[Question]]:
@@ -60,6 +72,7 @@ def load(name: str, max_passage_chars: int) -> tuple[Corpus, list[Question]]:
     articles, passages, questions = [], [], []
     for d, doc in enumerate(data):
         held_out = name in SPLIT_SETS and is_held_out(doc["title"])
+        stacking = not held_out and is_stacking(doc["title"])
         for p, para in enumerate(doc["paragraphs"]):
             article = Article(id=str(para.get("id") or f"{d}-{p}"), title=doc["title"], authors=(), source=path.name)
             articles.append(article)
@@ -67,12 +80,15 @@ def load(name: str, max_passage_chars: int) -> tuple[Corpus, list[Question]]:
             for qa in para["qas"]:
                 answers = () if qa.get("is_impossible") else tuple(a["text"] for a in qa["answers"] if a["text"].strip())
                 if answers or qa.get("is_impossible"):
-                    questions.append(Question(qa["question"], article.id, answers, held_out))
+                    questions.append(Question(qa["question"], article.id, answers, held_out, stacking))
     return Corpus(tuple(articles), tuple(passages), (path.name,), ()), questions
 
 
 def load_seed_fit(index: Index) -> list[Question]:
-    """The seed fitting questions, each with the article its evidence stands in (for taking that article out)."""
+    """The seed fitting questions, each with the article its evidence stands in (for taking that article out).
+
+    They are the only questions of the app's own kind, so the second stage is fitted on them and the cross-encoder never is.
+    """
     article_of = {}
     for p in index.passages:
         for sentence in p.sentences:
@@ -84,7 +100,7 @@ def load_seed_fit(index: Index) -> list[Question]:
             row = json.loads(line)
             spans = tuple(row["evidence"])
             context = next((a for s, a in article_of.items() for span in spans if span in s), "")
-            questions.append(Question(row["question"], context, spans, held_out=False))
+            questions.append(Question(row["question"], context, spans, held_out=False, stacking=True))
     return questions
 
 
@@ -150,10 +166,10 @@ def main() -> int:
             print(f"skipped {name}: {SETS[name]} is absent")
             continue
         index, questions, _ = prepared(name, settings, model)
-        held = sum(q.held_out for q in questions)
+        held, stacking = sum(q.held_out for q in questions), sum(q.stacking for q in questions)
         unanswerable = sum(not q.answers for q in questions)
         print(f"{name}: {len(index.articles)} contexts, {len(index.passages)} passages, {len(index.sentences)} sentences, "
-              f"{len(questions)} questions ({held} held out, {unanswerable} unanswerable)")
+              f"{len(questions)} questions ({held} held out, {stacking} for the second stage, {unanswerable} unanswerable)")
     return 0
 
 

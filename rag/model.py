@@ -49,6 +49,7 @@ LEFTOVER_AGE_S = 3600  # a conversion takes seconds; an older temp dir belongs t
 ONNX_DIR = "onnx"  # inside the model folder; left out of the folder's fingerprint
 ONNX_MARKER = "exported.json"  # written last inside the temp dir, with each file's size and SHA-256
 ONNX_EXPORTER_VERSION = 1
+ONNX_FILES = (FP32_FILE, INT8_FILE)  # the embedding model's copies
 INT8_SUFFIX = "-int8"  # marks the fingerprint of an index whose passages went through int8 weights
 
 # Nothing in this process may reach for the hub (it is unreachable, and weights are never downloaded).
@@ -276,12 +277,12 @@ def onnx_dir(model_dir: Path) -> Path:
     return Path(model_dir) / ONNX_DIR
 
 
-def onnx_problem(model_dir: Path, verify: bool = False) -> str | None:
-    """Why the ONNX copies of ``model_dir`` cannot be used as they are, or None when they can.
+def export_problem(folder: Path, source: str, required: tuple[str, ...], verify: bool = False) -> str | None:
+    """Why the exported files in ``folder`` cannot be used as they are, or None when they can.
 
-    Cheap by default (the record and each file's size); ``verify`` also hashes every file.
+    ``source`` identifies what they were exported from. Cheap by default (the record and each file's size); ``verify``
+    also hashes every file.
     """
-    folder = onnx_dir(model_dir)
     try:
         recorded = json.loads((folder / ONNX_MARKER).read_text(encoding="utf-8"))
         files = dict(recorded["files"])
@@ -289,10 +290,10 @@ def onnx_problem(model_dir: Path, verify: bool = False) -> str | None:
         return "missing"
     except (OSError, ValueError, KeyError, TypeError):
         return f"{ONNX_MARKER} is unreadable"
-    if (recorded.get("source_fingerprint"), recorded.get("exporter_version")) != (_weights_fingerprint(str(model_dir)), ONNX_EXPORTER_VERSION):
+    if (recorded.get("source_fingerprint"), recorded.get("exporter_version")) != (source, ONNX_EXPORTER_VERSION):
         return "exported from other weights or by another exporter"
-    if not {FP32_FILE, INT8_FILE} <= set(files):
-        return f"{ONNX_MARKER} lists no {FP32_FILE} or {INT8_FILE}"
+    if not set(required) <= set(files):
+        return f"{ONNX_MARKER} lists no {' or '.join(required)}"
     for name, wanted in files.items():
         path = folder / name
         if not path.is_file():
@@ -304,46 +305,59 @@ def onnx_problem(model_dir: Path, verify: bool = False) -> str | None:
     return None
 
 
-def export_onnx(model_dir: Path) -> Path:
-    """Export the ONNX copies of ``model_dir`` into its onnx/ folder, atomically (needs torch); return the folder."""
-    from rag import onnx_export
-
-    model_dir, target = Path(model_dir), onnx_dir(model_dir)
-    source = _weights_fingerprint(str(model_dir))
-    print(f"rag.model: exporting {model_dir.name} to ONNX in {target} (once, about a minute)", file=sys.stderr, flush=True)
+def export_into(target: Path, source: str, write: Callable[[Path], list[str]], required: tuple[str, ...]) -> Path:
+    """Run ``write`` (it exports into the folder it is given and returns the names written) into a temp folder, record
+    each file's size and SHA-256 and ``source``, and install the folder as ``target`` atomically; return ``target``."""
+    print(f"rag.model: exporting to ONNX in {target} (once, about a minute)", file=sys.stderr, flush=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers(target)
-    building = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=model_dir))
+    building = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         os.chmod(building, DIR_MODE)
-        names = onnx_export.export(model_dir, building)
+        names = write(building)
         files = {name: {"size": (building / name).stat().st_size, "sha256": sha256_file(building / name)} for name in names}
         record = {"source_fingerprint": source, "exporter_version": ONNX_EXPORTER_VERSION, "files": files}
         (building / ONNX_MARKER).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        install_dir(building, target, complete=lambda folder: onnx_problem(folder.parent) is None)
+        install_dir(building, target, complete=lambda folder: export_problem(folder, source, required) is None)
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise
     return target
 
 
-def ensure_onnx(model_dir: Path, verify: bool = False, damaged: str | None = None) -> Path:
-    """The ONNX copies of ``model_dir``, exported first if they are missing, stale or damaged; ModelError if they cannot be.
+def ensure_export(target: Path, source: str, write: Callable[[Path], list[str]], required: tuple[str, ...], fallback: str,
+                  verify: bool = False, damaged: str | None = None) -> Path:
+    """The exported folder ``target``, exported first if it is missing, stale or damaged; ModelError if it cannot be.
 
-    ``damaged``: why copies that look complete are not usable (onnxruntime could not load them): export them again.
+    ``damaged``: why files that look complete are not usable (onnxruntime could not load them): export them again.
+    ``fallback``: what the user can do instead, for the error message.
     """
-    problem = damaged or onnx_problem(model_dir, verify)
+    problem = damaged or export_problem(target, source, required, verify)
     if problem is None:
-        return onnx_dir(model_dir)
+        return target
     if problem != "missing":
-        print(f"rag.model: the ONNX copies in {onnx_dir(model_dir)} are unusable ({problem}); exporting them again",
-              file=sys.stderr, flush=True)
+        print(f"rag.model: the ONNX files in {target} are unusable ({problem}); exporting them again", file=sys.stderr, flush=True)
     try:
-        return export_onnx(model_dir)
+        return export_into(target, source, write, required)
     except ImportError as exc:
-        raise ModelError(f"the ONNX copies of {model_dir} are unusable ({problem}) and cannot be exported here ({exc}); "
-                         "install requirements.txt and run `python -m rag.model`, or use RAG_BACKEND=torch") from exc
+        raise ModelError(f"the ONNX files in {target} are unusable ({problem}) and cannot be exported here ({exc}); "
+                         f"install requirements.txt and run `python -m rag.model`, or {fallback}") from exc
     except (OSError, RuntimeError, ValueError) as exc:
-        raise ModelError(f"exporting {model_dir} to ONNX failed ({exc}); use RAG_BACKEND=torch") from exc
+        raise ModelError(f"exporting to ONNX in {target} failed ({exc}); {fallback}") from exc
+
+
+def onnx_problem(model_dir: Path, verify: bool = False) -> str | None:
+    """Why the ONNX copies of ``model_dir`` cannot be used as they are, or None when they can."""
+    return export_problem(onnx_dir(model_dir), _weights_fingerprint(str(model_dir)), ONNX_FILES, verify)
+
+
+def ensure_onnx(model_dir: Path, verify: bool = False, damaged: str | None = None) -> Path:
+    """The ONNX copies of ``model_dir``, exported first (needs torch) if they are missing, stale or damaged."""
+    from rag import onnx_export
+
+    model_dir = Path(model_dir)
+    return ensure_export(onnx_dir(model_dir), _weights_fingerprint(str(model_dir)), lambda folder: onnx_export.export(model_dir, folder),
+                         ONNX_FILES, "use RAG_BACKEND=torch", verify, damaged)
 
 
 def load_onnx(name_or_path: str, backend: str, threads: int = 0) -> OnnxEncoder:

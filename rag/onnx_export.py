@@ -1,5 +1,7 @@
 """ONNX copies of a sentence-transformers model's transformer: fp32 through torch.onnx (dynamo), and int8 weights.
 
+export_module traces any module from token ids and mask (the cross-encoder's scorer too, rag/cross_encoder.py).
+
 Weights go to a separate ``.data`` file beside each graph: onnxruntime maps it instead of parsing it, which loads the
 fp32 model in under a second instead of about four.
 
@@ -22,6 +24,24 @@ FILE_MODE = 0o644
 EXAMPLE_SHAPE = (2, 16)  # batch and tokens of the traced example; both axes are exported as dynamic
 
 
+def export_module(module, target: Path, output_name: str) -> None:
+    """Trace a torch module from token ids and mask to one output into an ONNX file (its weights in a ``.data`` file beside)."""
+    import torch
+
+    example = tuple(torch.ones(EXAMPLE_SHAPE, dtype=torch.long) for _ in INPUT_NAMES)
+    batch, tokens = torch.export.Dim("batch"), torch.export.Dim("tokens")
+    dynamic = {name: {0: batch, 1: tokens} for name in INPUT_NAMES}
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # "torchvision is not installed" and the like
+    # The exporter prints its steps and warns about axis names and deprecations: noise to whoever runs rag.model.
+    with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            module.eval(), example, dynamo=True, input_names=list(INPUT_NAMES), output_names=[output_name],
+            dynamic_shapes=dynamic, external_data=False, optimize=True, verbose=False,
+        )
+        program.save(str(target), external_data=True)
+
+
 def export_fp32(model_dir: Path, target: Path) -> None:
     """Trace the model's transformer from token ids and mask to token embeddings into one ONNX file."""
     import torch
@@ -40,18 +60,7 @@ def export_fp32(model_dir: Path, target: Path) -> None:
         def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
             return self.transformer(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
-    example = tuple(torch.ones(EXAMPLE_SHAPE, dtype=torch.long) for _ in INPUT_NAMES)
-    batch, tokens = torch.export.Dim("batch"), torch.export.Dim("tokens")
-    dynamic = {name: {0: batch, 1: tokens} for name in INPUT_NAMES}
-    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # "torchvision is not installed" and the like
-    # The exporter prints its steps and warns about axis names and deprecations: noise to whoever runs rag.model.
-    with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        program = torch.onnx.export(
-            TokenEmbeddings().eval(), example, dynamo=True, input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME],
-            dynamic_shapes=dynamic, external_data=False, optimize=True, verbose=False,
-        )
-        program.save(str(target), external_data=True)
+    export_module(TokenEmbeddings(), target, OUTPUT_NAME)
 
 
 def quantize_int8(source: Path, target: Path) -> None:

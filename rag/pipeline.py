@@ -82,7 +82,7 @@ class Pipeline:
             return None
         with self._lock:
             if self._cross_encoder is None:
-                self._cross_encoder = load_cross_encoder(resolve_model(s.model), s.reader.cross, s.torch_threads)
+                self._cross_encoder = load_cross_encoder(resolve_model(s.model), s.reader.cross, s.onnx_threads)
             return self._cross_encoder
 
     @property

@@ -7,7 +7,7 @@ import pytest
 
 from rag.answer import load_reader
 from rag.config import CrossEncoderSettings, ReaderSettings, Settings
-from rag.cross_encoder import cross_scores, load_cross_encoder
+from rag.cross_encoder import cross_scores, load_cross_encoder, merged_model, pair_logits
 from rag.model import ModelError, resolve_model
 from rag.pipeline import Pipeline
 
@@ -27,9 +27,23 @@ def test_adapters_file_is_small_and_its_stage_fitted():
     settings = CrossEncoderSettings()
     assert settings.weights.stat().st_size < MAX_ADAPTER_BYTES
     encoder = load_cross_encoder(resolve_model(Settings().model), settings)
-    assert encoder.about["trained_on"] > 10_000 and len(encoder.model.encoder.layer) == settings.layers
+    assert encoder.about["trained_on"] > 10_000 and encoder.about["layers"] == settings.layers
     reader = load_reader(ReaderSettings().weights)
     assert reader.cross is not None and 0.0 < reader.cross.threshold < 1.0
+
+
+def test_onnx_scorer_gives_the_trained_models_logits(cross):
+    """Answering runs an ONNX export of the merged model, a pair at a time; training runs torch on padded batches."""
+    import torch
+    from transformers import AutoTokenizer
+
+    model_dir = resolve_model(Settings().model)
+    settings = CrossEncoderSettings()
+    question, sentences = "数字孪生城市是什么？", ["数字孪生城市是数字城市的高级形态。", "宁波加快推进新型基础设施建设，到2025年建成一批示范项目。"]
+    model, head = merged_model(model_dir, settings.weights)
+    with torch.no_grad():
+        trained = pair_logits(AutoTokenizer.from_pretrained(model_dir), model, head, [question] * 2, sentences, settings.max_tokens)
+    assert abs(cross_scores(cross.cross_encoder, question, sentences) - trained.numpy()).max() < 1e-3
 
 
 def test_answer_sentence_outscores_a_topical_one(cross):
