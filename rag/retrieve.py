@@ -46,7 +46,7 @@ def sentence_scores(index: Index, query_vector: np.ndarray, candidates: list[int
     cosines = index.sentence_vectors[rows].astype(np.float32) @ query if len(rows) else np.zeros(0, dtype=np.float32)
     best = dict(zip(passages.tolist(), np.maximum.reduceat(cosines, np.cumsum(lengths) - lengths).tolist())) if len(rows) else {}
     if 0 < len(index.sentence_vectors) <= search_max:
-        everything = np.asarray(index.sentence_vectors, dtype=np.float32) @ query
+        everything = index.sentence_matrix @ query
         top = np.argpartition(-everything, depth)[:depth] if len(everything) > depth else np.arange(len(everything))
         for passage, cosine in zip(index.sentences.passage_of(top).tolist(), everything[top].tolist()):
             best[passage] = max(best.get(passage, -1.0), cosine)
