@@ -13,7 +13,6 @@ import re
 import sys
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from rag.answer import page_label
 from rag.auth import load_users, verify
 from rag.build import add_settings_arguments, settings_from
 from rag.config import Settings
+from rag.corpus import Article
 from rag.followup import with_context
 from rag.index import Index, IndexUnavailable
 from rag.library import add_document, documents, remove_document
@@ -356,23 +356,24 @@ def render_answer(answer: dict[str, Any], lang: str = LANGUAGES[0], followup: bo
 
 def article_table(index: Index, lang: str = LANGUAGES[0]) -> dict[str, list]:
     """The knowledge-base table: one row per indexed article (title, authors, file, date, passages), headed in `lang`."""
-    counts = Counter(passage.article_id for passage in index.passages)
-    rows = [[a.title, "、".join(a.authors), a.source, a.published, counts.get(a.id, 0)] for a in index.articles.values()]
+    rows = [[a.title, "、".join(a.authors), a.source, a.published, len(index.article_passages.get(a.id, []))] for a in index.articles.values()]
     return {"headers": [TEXT[lang][k] for k in ARTICLE_COLUMNS], "data": rows}
 
 
-def render_article(index: Index, title: str, source: str, quoted: Sequence[str], lang: str = LANGUAGES[0]) -> str:
+def find_article(index: Index, title: str, source: str) -> Article | None:
+    """The article of a knowledge-base table row (its title and file)."""
+    return next((a for a in index.articles.values() if a.title == title and a.source == source), None)
+
+
+def render_article(index: Index, article: Article, quoted: Sequence[str], lang: str = LANGUAGES[0]) -> str:
     """An article in full, by section, with the sentences of the last answer marked and the pages of a PDF shown."""
-    article = next((a for a in index.articles.values() if a.title == title and a.source == source), None)
-    if article is None:
-        return ""
     by = "、".join(article.authors) or article.info_source or "—"
     meta = TEXT[lang]["article_meta"].format(authors=_e(by), file=f"<code>{_e(article.source)}</code>", date=_e(article.published or "—"))
     parts = [f'<div class="rag-article"><h2>{_e(article.title)}</h2><p class="rag-meta">{meta}</p>']
     if article.author_note:
         parts.append(f'<p class="rag-meta">{_e(article.author_note)}</p>')
     section = ""
-    for passage in (p for p in index.passages if p.article_id == article.id):
+    for passage in (index.passages[row] for row in index.article_passages.get(article.id, [])):
         if passage.section != section:
             section = passage.section
             parts.append(f"<h3>{_e(section)}</h3>")
@@ -602,12 +603,14 @@ def build_app(pipeline: Pipeline, settings: Settings, editable: bool = True) -> 
         article = index.articles.get(opened.split("\n")[0])
         if article is None:  # the index changed since the answer
             return gr.skip(), gr.skip()
-        return render_article(index, article.title, article.source, quoted or [], language_of(request)), gr.Tabs(selected=LIBRARY_TAB_ID)
+        return render_article(index, article, quoted or [], language_of(request)), gr.Tabs(selected=LIBRARY_TAB_ID)
 
     def open_article(event: gr.SelectData, quoted: list[str], request: gr.Request) -> str:
         """The clicked article in full."""
         row = event.row_value or []
-        return render_article(pipeline.ensure_index(), row[0], row[2], quoted or [], language_of(request)) if len(row) > 2 else ""
+        index = pipeline.ensure_index()
+        article = find_article(index, row[0], row[2]) if len(row) > 2 else None
+        return render_article(index, article, quoted or [], language_of(request)) if article else ""
 
     with gr.Blocks(title=TEXT[LANGUAGES[0]]["title"], analytics_enabled=False) as demo:
         gr.Markdown(I18N("heading"))

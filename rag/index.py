@@ -81,6 +81,14 @@ class Index:
         float16 → float32 conversion per question cost 27 ms at 20,000 sentences, the product on this copy 2.7 ms)."""
         return np.asarray(self.sentence_vectors, dtype=np.float32)
 
+    @cached_property
+    def article_passages(self) -> dict[str, list[int]]:
+        """Each article's passage rows in order, gathered once: showing an article then reads its passages only."""
+        rows: dict[str, list[int]] = {}
+        for row, passage in enumerate(self.passages):
+            rows.setdefault(passage.article_id, []).append(row)
+        return rows
+
 
 @dataclass(frozen=True)
 class BuildReport:

@@ -266,3 +266,15 @@ def test_hashes_are_checked_once_per_version_of_a_file(scratch, monkeypatch):
     (build / PASSAGE_INDEX).write_bytes(bytes(data))
     with pytest.raises(IndexUnavailable, match="passages.faiss"):
         load_index(scratch.settings.index)
+
+
+def test_index_views_made_once_match_the_records(pipeline):
+    """Each article's passage rows and the float32 copy of the sentence vectors agree with what is on disk."""
+    index = pipeline.ensure_index(progress=False)
+    rows = index.article_passages
+    assert set(rows) <= set(index.articles) and len(rows) > 1
+    assert sorted(r for article_rows in rows.values() for r in article_rows) == list(range(len(index.passages)))
+    assert all(index.passages[r].article_id == article for article, article_rows in rows.items() for r in article_rows)
+    assert index.article_passages is rows and index.sentence_matrix is index.sentence_matrix
+    assert index.sentence_matrix.dtype == np.float32
+    assert np.array_equal(index.sentence_matrix, np.asarray(index.sentence_vectors, dtype=np.float32))
