@@ -19,7 +19,7 @@ import numpy as np
 from rag.config import PASSAGE_PROMPT, QUERY_PROMPT, CrossEncoderSettings, cache_dir
 from rag.model import ModelError, ensure_export, model_fingerprint, sha256_file
 from rag.onnx_encoder import OnnxModelError, session
-from rag.onnx_export import FP32_FILE, INPUT_NAMES, export_module
+from rag.onnx_export import FP32_FILE, INPUT_NAMES, export_module, readable_files
 
 FILE_MODE = 0o644
 LORA_A, LORA_B = ".lora_A.default.weight", ".lora_B.default.weight"  # peft's names for the two factors of an adapter
@@ -125,10 +125,7 @@ def export_scorer(model_dir: str, weights: Path, folder: Path) -> list[str]:
             return head_logits(self.model, self.head, input_ids, attention_mask)
 
     export_module(Scorer(), folder / FP32_FILE, OUTPUT_NAME)
-    written = sorted(p for p in folder.iterdir() if p.is_file())
-    for path in written:
-        path.chmod(FILE_MODE)
-    return [p.name for p in written]
+    return readable_files(folder)
 
 
 def load_cross_encoder(model_dir: str, settings: CrossEncoderSettings, threads: int = 0) -> CrossEncoder:

@@ -76,11 +76,16 @@ def quantize_int8(source: Path, target: Path) -> None:
         root.setLevel(level)
 
 
+def readable_files(folder: Path) -> list[str]:
+    """Make every file in ``folder`` readable by all (the exporters make some owner-only); their names, sorted."""
+    written = sorted(p for p in folder.iterdir() if p.is_file())
+    for path in written:
+        path.chmod(FILE_MODE)
+    return [p.name for p in written]
+
+
 def export(model_dir: Path, folder: Path) -> list[str]:
     """Write the fp32 and int8 ONNX files of the model in ``model_dir`` into ``folder``; return the names written."""
     export_fp32(model_dir, folder / FP32_FILE)
     quantize_int8(folder / FP32_FILE, folder / INT8_FILE)
-    written = sorted(p for p in folder.iterdir() if p.is_file())
-    for path in written:
-        path.chmod(FILE_MODE)  # the exporters make some owner-only
-    return [p.name for p in written]
+    return readable_files(folder)
