@@ -7,11 +7,12 @@ coming from the materialised model.
 
 Fitting data, never the sets we measure on: CMRC 2018 trial and the fitting 80% of DRCD and SQuAD 2.0 zh, less the quarter
 of their articles (and the seed fitting questions) that benchmarks.fit_reader fits the second stage on: a second stage
-fitted on what the encoder was trained on trusts it too much. For each answerable question the sentence holding the answer is a positive;
-the other sentences of its context (those sharing most words with the question first) and a sentence of another context
-of the same document are negatives. Each unanswerable SQuAD 2.0 question's closest sentences are negatives, and so is the
-answer sentence asked after another year, number or place (fit_reader.swap_key_term): the near-topic question the
-articles cannot answer. 36,555 pairs, 43 minutes on 2 cores at 14 pairs/s (`--pairs` trades time for quality).
+fitted on what the encoder was trained on trusts it too much. For each answerable question the sentence holding the
+answer is a positive; the other sentences of its context (those sharing most words with the question first) and a
+sentence of another context of the same document are negatives. Each unanswerable SQuAD 2.0 question's closest
+sentences are negatives, and so is the answer sentence asked after another year, number or place
+(fit_reader.swap_key_term): the near-topic question the articles cannot answer. 36,555 pairs, 43 minutes on 2 cores at
+14 pairs/s (`--pairs` trades time for quality).
 """
 from __future__ import annotations
 
