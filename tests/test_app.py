@@ -497,8 +497,8 @@ def test_thumbs_up_is_saved_beside_the_index(browser, tmp_path: Path) -> None:
         page.get_by_label(LIKE_LABEL, exact=True).last.click()
         feedback = tmp_path / "index" / app.FEEDBACK_FILE
         deadline = time.monotonic() + FEEDBACK_TIMEOUT_S
-        while not feedback.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
+        while not (feedback.exists() and feedback.read_text(encoding="utf-8").endswith("\n")) and time.monotonic() < deadline:
+            time.sleep(0.2)  # the app creates the file, then writes its line: wait for a whole line
         record = json.loads(feedback.read_text(encoding="utf-8").splitlines()[-1])
         assert record["liked"] is True and record["question"] == CHINESE_QUESTION
         assert "切实把被抑制、被冻结的消费释放出来" in record["answer"] and len(record["passage_ids"]) == Settings().top_k
