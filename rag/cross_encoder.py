@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from rag.config import PASSAGE_PROMPT, QUERY_PROMPT, CrossEncoderSettings, cache_dir
-from rag.model import ModelError, ensure_export, model_fingerprint, sha256_file
-from rag.onnx_encoder import OnnxModelError, session
+from rag.model import ModelError, ensure_export, load_exported, model_fingerprint, sha256_file
+from rag.onnx_encoder import session
 from rag.onnx_export import FP32_FILE, INPUT_NAMES, export_module, readable_files
 
 FILE_MODE = 0o644
@@ -144,15 +144,9 @@ def load_cross_encoder(model_dir: str, settings: CrossEncoderSettings, threads: 
     source = f"{sha256_file(settings.weights)[:FINGERPRINT_CHARS]}-{model_fingerprint(model_dir)}"
     export = lambda folder: export_scorer(model_dir, settings.weights, folder)
     fallback = "use the fast reader (RAG_READER=fast)"
-    folder = ensure_export(cache_dir() / EXPORT_DIR, source, export, (FP32_FILE,), fallback)
-    try:
-        scorer = session(folder / FP32_FILE, SESSION_THREADS)
-    except OnnxModelError as exc:  # damaged in place, its size kept: export once more
-        folder = ensure_export(folder, source, export, (FP32_FILE,), fallback, damaged=str(exc))
-        try:
-            scorer = session(folder / FP32_FILE, SESSION_THREADS)
-        except OnnxModelError as again:
-            raise ModelError(f"could not load the cross-encoder in {folder}: {again}") from again
+    target = cache_dir() / EXPORT_DIR
+    scorer = load_exported(lambda damaged: ensure_export(target, source, export, (FP32_FILE,), fallback, damaged=damaged),
+                           lambda folder: session(folder / FP32_FILE, SESSION_THREADS), f"the cross-encoder in {target}")
     try:
         tokenizer = Tokenizer.from_file(str(Path(model_dir) / TOKENIZER_FILE))
     except Exception as exc:  # tokenizers raises its own exception type for a missing or damaged file

