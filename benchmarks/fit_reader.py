@@ -349,14 +349,13 @@ def main() -> int:
     tmp.replace(path)
     for source, kinds in counts.items():
         print(f"{source}: {kinds}")
-    for lang in LANGUAGES:
-        print(f"{lang}: decline below P(answered) = {record['threshold'][lang]:.3f}")
-        for part in ("sentence", "decision"):
-            print(f"  {part}: " + ", ".join(f"{f} {w:+.2f}" for f, w in zip(record[part][lang]["features"], record[part][lang]["coef"])))
+    stages = [(lang, {part: record[part][lang] for part in ("sentence", "decision")}, record["threshold"][lang]) for lang in LANGUAGES]
     if "cross" in record:
-        print(f"cross-encoder stage ({record['cross']['cases']} cases): decline below P(answered) = {record['cross']['threshold']:.3f}")
+        stages.append((f"cross-encoder stage ({record['cross']['cases']} cases)", record["cross"], record["cross"]["threshold"]))
+    for name, models, threshold in stages:
+        print(f"{name}: decline below P(answered) = {threshold:.3f}")
         for part in ("sentence", "decision"):
-            print(f"  {part}: " + ", ".join(f"{f} {w:+.2f}" for f, w in zip(record["cross"][part]["features"], record["cross"][part]["coef"])))
+            print(f"  {part}: " + ", ".join(f"{f} {w:+.2f}" for f, w in zip(models[part]["features"], models[part]["coef"])))
     print(f"wrote {path} ({path.stat().st_size} bytes) in {time.perf_counter() - started:.0f} s")
     return 0
 
