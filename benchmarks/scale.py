@@ -138,12 +138,12 @@ def build_step(work: Path, n: int, settings: Settings) -> dict:
     corpus = synthetic_corpus(sample, n)
     shutil.rmtree(index_dir(work, n), ignore_errors=True)  # a cold build: nothing reused
     clock = Clock()
-    rag.index.tokens = clock.wrap("tokenise", rag.index.tokens)
+    rag.index.corpus_tokens = clock.wrap("tokenise", rag.index.corpus_tokens)
     rag.index.build_dense = clock.wrap("dense", rag.index.build_dense)
     encode = clock.wrap("encode", perturbed_encoder(np.load(work / "sample_vectors.npy")))
     started = time.perf_counter()
     report = build_index(corpus, index_dir(work, n), settings.model, model_fingerprint(settings.model, settings.backend),
-                         encode, "synthetic", settings.max_passage_chars, settings.dense)
+                         encode, "synthetic", settings.max_passage_chars, settings.dense, processes=settings.build_processes)
     seconds = time.perf_counter() - started
     build = index_dir(work, n) / (index_dir(work, n) / rag.index.CURRENT).read_text()
     return {"passages": report.passages, "sentences": report.sentences,

@@ -100,6 +100,7 @@ class Settings:
     # corpus
     max_passage_chars: int = 480
     batch_size: int = 32
+    build_processes: int = 0  # workers that tokenise a large corpus for keyword search (0: one a core)
     # retrieval
     top_k: int = 5
     max_top_k: int = 50

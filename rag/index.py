@@ -7,7 +7,6 @@ import json
 import os
 import re
 import shutil
-import sys
 import tempfile
 import time
 from contextlib import contextmanager
@@ -29,7 +28,7 @@ from rag.corpus import Article, Corpus, Passage
 from rag.config import DEFAULT_STORE, milvus_uri
 from rag.dense import build_dense, dense_kind, set_search
 from rag.integrity import MANIFEST, Damaged, checksums, verify
-from rag.keywords import tokens
+from rag.keywords import corpus_tokens
 from rag.readers import is_document
 from rag.records import PassageSentences, Passages, Sentences, open_records, read_articles, write_records
 
@@ -273,19 +272,23 @@ def build_index(
     max_passage_chars: int,
     dense: DenseSettings = DenseSettings(),
     store: str = DEFAULT_STORE,
+    processes: int = 0,
 ) -> BuildReport:
-    """Write the index of a corpus into index_dir (and its passages into a Milvus `store`); the previous stays active until the new one is complete."""
+    """Write the index of a corpus into index_dir (and its passages into a Milvus `store`); the previous stays active until the new one is complete.
+
+    ``processes``: how many workers tokenise a large corpus for keyword search (0: one a core).
+    """
     started = time.perf_counter()
     index_dir = Path(index_dir)
     if not corpus.passages:
         raise ValueError("No text to index: every file was empty or unreadable.")
     with build_lock(index_dir):
         return _build_locked(corpus, index_dir, model_name, model_fingerprint, encode, fingerprint, max_passage_chars, dense, store,
-                             started)
+                             processes, started)
 
 
 def _build_locked(corpus: Corpus, index_dir: Path, model_name: str, model_fingerprint: str, encode: Encoder, fingerprint: str,
-                  max_passage_chars: int, dense_settings: DenseSettings, store: str, started: float) -> BuildReport:
+                  max_passage_chars: int, dense_settings: DenseSettings, store: str, processes: int, started: float) -> BuildReport:
     articles = {a.id: a for a in corpus.articles}
     sentences = [s for p in corpus.passages for s in p.sentences]
     previous = _previous(index_dir, model_fingerprint)
@@ -300,8 +303,7 @@ def _build_locked(corpus: Corpus, index_dir: Path, model_name: str, model_finger
         np.save(build / VECTOR_KEYS, keys)
         faiss.write_index(build_dense(vectors.passages, dense_settings), str(build / PASSAGE_INDEX))
         bm25 = bm25s.BM25()
-        # Each word one interned string: a million passages' token lists then hold pointers, not copies of the words.
-        bm25.index([[sys.intern(w) for w in tokens(t)] for t in passage_texts], show_progress=False)
+        bm25.index(corpus_tokens(passage_texts, processes), show_progress=False)
         bm25.save(str(build / BM25_DIR), show_progress=False)
         write_records(build, corpus.articles, corpus.passages)
         manifest = {

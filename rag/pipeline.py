@@ -134,7 +134,7 @@ class Pipeline:
         fingerprint = corpus_fingerprint(s.seeds, s.max_passage_chars)
         encode = partial(encode_passages, self.model, batch_size=s.batch_size, show_progress=progress)
         report = build_index(corpus, s.index, s.model, model_fingerprint(s.model, s.backend), encode, fingerprint, s.max_passage_chars,
-                             s.dense, s.store)
+                             s.dense, s.store, s.build_processes)
         with self._lock:
             self._index, self._seeds_seen, self.notice = load_index(s.index, s.dense), seen, ""
         return report

@@ -16,6 +16,7 @@ import pytest
 from rag.config import PROJECT_ROOT, Settings
 from rag.corpus import load_corpus
 from rag.index import BM25_DIR, CURRENT, MANIFEST, PASSAGE_INDEX, SENTENCE_VECTORS, IndexUnavailable, check_fresh, load_index
+from rag.keywords import corpus_tokens
 from rag.records import ARTICLES, PASSAGES
 from rag.model import encode_queries
 from rag.pipeline import Pipeline
@@ -42,6 +43,14 @@ def test_a_passage_is_found_by_its_own_words(pipeline):
     query = encode_queries(pipeline.model, ["数字孪生城市是物理城市在网络空间的映射"])[0]
     _, rows = index.dense.search(query.reshape(1, -1), 3)
     assert passage.id in [index.passages[r].id for r in rows[0]]
+
+
+def test_worker_processes_tokenise_a_corpus_as_one_process_does(pipeline):
+    index = pipeline.ensure_index()
+    texts = [p.text for p in index.passages]
+    alone = corpus_tokens(texts, processes=1)
+    assert corpus_tokens(texts, processes=2, parallel_min=1) == alone
+    assert "数字" in alone[[i for i, t in enumerate(texts) if "数字孪生城市是物理城市" in t][0]]
 
 
 def test_rebuild_without_change_embeds_nothing(scratch):
