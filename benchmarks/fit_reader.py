@@ -10,8 +10,8 @@ Fitting data, never the sets we measure on (CMRC 2018 dev, the seed dev set, the
   answerable questions asking after another year, number or place than their context holds (swap_key_term), and
   CMRC trial questions asked of the seed articles (off their topics).
 
-Two linear models, each in two variants (all features for a question with Chinese, only the language-independent
-ones for a question without): the sentence model (does this sentence hold the answer?), a conditional logit over
+Two linear models, each in two variants (all features for a question with Chinese, fitted on those cases; only the
+language-independent ones for a question without, fitted on every case): the sentence model (does this sentence hold the answer?), a conditional logit over
 rag.features.SENTENCE_FEATURES; and the decision model (is the question answered at all?), a class-balanced logistic
 regression over the best sentence and its rivals (rag.answer.DECISION_FEATURES). The decline threshold is the highest
 probability that declines at most 10% of the answerable seed fitting questions of that language (of all fitting
@@ -225,12 +225,15 @@ def fit(cases: list[Case]) -> dict:
     The thresholds are calibrated on the seed fitting questions of that language (the app's own kind of documents and
     questions) when they hold at least MIN_CALIBRATION_ANSWERABLE answerable ones, else on all fitting cases.
     """
-    ranking = [c for c in cases if c.answerable and c.labels.any()]
-    # The decision model learns from answered cases whose answer was retrieved, and from every no-answer case.
-    deciding = [c for c in cases if not c.answerable or c.labels.any()]
-    answerable = np.array([c.answerable for c in deciding])
     record: dict = {"sentence": {}, "decision": {}, "threshold": {}}
     for lang in LANGUAGES:
+        # The variant for questions with Chinese learns from those alone (an English question's retrieval does not move
+        # it); the language-independent one from every case, most of them Chinese.
+        served = [c for c in cases if lang == LANGUAGES[1] or language(c.question) == lang]
+        ranking = [c for c in served if c.answerable and c.labels.any()]
+        # The decision model learns from answered cases whose answer was retrieved, and from every no-answer case.
+        deciding = [c for c in served if not c.answerable or c.labels.any()]
+        answerable = np.array([c.answerable for c in deciding])
         names = VARIANT_FEATURES["sentence"][lang]
         columns = _columns(names, SENTENCE_FEATURES)
         groups = [(c.features[:, columns], c.labels.astype(float)) for c in ranking]

@@ -7,7 +7,8 @@ import numpy as np
 
 from rag.config import Settings
 from rag.index import Index
-from rag.keywords import tokens
+from rag.keywords import is_chinese, tokens
+from rag.translate import chinese_words
 
 FUSIONS = ("rrf", "weighted", "dense", "keyword")
 
@@ -54,7 +55,14 @@ def sentence_scores(index: Index, query_vector: np.ndarray, candidates: list[int
 
 
 def keyword_scores(index: Index, question: str, depth: int) -> dict[int, float]:
-    """BM25 scores of the best `depth` passages that share at least one word with the question."""
+    """BM25 scores of the best `depth` passages that share at least one word with the question.
+
+    A question without Chinese is searched for by the Chinese words its English ones translate to (rag.translate).
+    """
+    if not is_chinese(question):
+        question = " ".join(chinese_words(question, index.bm25.vocab_dict))
+        if not question:
+            return {}
     if index.store:
         return index.store.search_keyword(question, depth)
     known = [t for t in tokens(question) if t in index.bm25.vocab_dict]
