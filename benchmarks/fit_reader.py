@@ -11,11 +11,11 @@ Fitting data, never the sets we measure on (CMRC 2018 dev, the seed dev set, the
   CMRC trial questions asked of the seed articles (off their topics).
 
 Two linear models, each in two variants (all features for a question with Chinese, fitted on those cases; only the
-language-independent ones for a question without, fitted on every case): the sentence model (does this sentence hold the answer?), a conditional logit over
-rag.features.SENTENCE_FEATURES; and the decision model (is the question answered at all?), a class-balanced logistic
-regression over the best sentence and its rivals (rag.answer.DECISION_FEATURES). The decline threshold is the highest
-probability that declines at most 10% of the answerable seed fitting questions of that language (of all fitting
-questions when there are fewer than 10 of those).
+language-independent ones for a question without, fitted on every case): the sentence model (does this sentence hold
+the answer?), a conditional logit over rag.features.SENTENCE_FEATURES; and the decision model (is the question
+answered at all?), a class-balanced logistic regression over the best sentence and its rivals
+(rag.answer.DECISION_FEATURES). The decline threshold is the highest probability that declines at most 10% of the
+answerable seed fitting questions of that language (of all fitting questions when there are fewer than 10 of those).
 """
 from __future__ import annotations
 

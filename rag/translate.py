@@ -2,7 +2,7 @@
 
 Each English phrase of a definition (up to MAX_PHRASE_WORDS words, stemmed) points at its headword. A question's
 words are matched longest phrase first, and each phrase gives the headwords that the index's keyword search knows,
-those whose definition is the phrase itself first. The dense search needs none of this: the model is multilingual.
+those with the fewest senses first. The dense search needs none of this: the model is multilingual.
 """
 from __future__ import annotations
 
