@@ -115,8 +115,9 @@ def read_articles(build: Path) -> dict[str, Article]:
 
 def open_records(build: Path) -> tuple[Passages, Sentences, PassageSentences]:
     """The passages and sentences of a build, memory-mapped; ValueError if the offsets do not fit the files."""
-    offsets = np.load(build / PASSAGE_OFFSETS, mmap_mode="r")
-    starts = np.load(build / SENTENCE_STARTS, mmap_mode="r")
+    # Plain views of the maps: each np.memmap index costs a few µs of Python, and a question reads about a hundred.
+    offsets = np.asarray(np.load(build / PASSAGE_OFFSETS, mmap_mode="r"))
+    starts = np.asarray(np.load(build / SENTENCE_STARTS, mmap_mode="r"))
     with (build / PASSAGES).open("rb") as f:
         lines = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     if offsets.ndim != 1 or offsets.shape != starts.shape or offsets[0] != 0 or offsets[-1] != len(lines) or starts[0] != 0:
