@@ -63,7 +63,8 @@ def test_an_english_question_is_searched_by_the_chinese_words_it_translates_to(p
     assert keyword_scores(index, question, 50) == {}
     vector = encode_queries(pipeline.model, [question])[0]
     dense = retrieve(index, vector, question, 5, pipeline.settings, "dense")
-    assert [h.row for h in retrieve(index, vector, question, 5, pipeline.settings)] == [h.row for h in dense]
+    for fusion in ("rrf", "weighted"):
+        assert [h.row for h in retrieve(index, vector, question, 5, pipeline.settings, fusion)] == [h.row for h in dense]
 
 
 def test_a_passage_ranks_by_its_best_sentence_when_that_is_closer(pipeline):
