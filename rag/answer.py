@@ -121,7 +121,7 @@ DECISION_FEATURES = (
     "best", "margin", "dense", "passage", "passage_z", "predicate_overlap", "idf_overlap", "key_missing",
     "least_key_missing", "number_missing", "type_missing", "type_found_near",
 )
-CROSS_LINGUAL_DECISION_FEATURES = ("best", "margin", "passage_z", "number_missing", "type_missing", "type_found_near")
+CROSS_LINGUAL_DECISION_FEATURES = ("best", "margin", "passage_z", "idf_overlap", "number_missing", "type_missing", "type_found_near")
 CROSS_SENTENCE_FEATURES = ("first", "cross")  # the first stage's logit, the cross-encoder's
 CROSS_DECISION_FEATURES = ("decision", "cross_best", "cross_margin")  # the first stage's decision logit, the best cross logits
 

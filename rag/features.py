@@ -14,20 +14,28 @@ import numpy as np
 from rag.index import Index
 from jieba import posseg
 
-from rag.keywords import NON_WORD, bigrams, fold, folded_bigrams, tokens
+from rag.keywords import NON_WORD, bigrams, fold, folded_bigrams, is_chinese, tokens
 from rag.retrieve import Hit
+from rag.translate import chinese_phrases
 
 MAX_ENTITY_TITLE_CHARS = 12  # a title this short names an entity; a longer one is a headline and is not subtracted
 
-# What kind of answer a question asks for, and whether a sentence holds one.
+# What kind of answer a question asks for, and whether a sentence holds one. Not a number: 哪几种 (which ones),
+# 好几个/这几年 (several, these years), 多大程度 (to what degree); not a date: "when" inside an English question.
 NUMBER, DATE = "number", "date"
 _QUESTION_TYPE = (
-    (DATE, re.compile(r"何时|什么时候|什么时间|哪一?年|哪个年份|哪一?天|哪一?日|何年|几月|几号|几时|\bwhen\b|what year|what date", re.I)),
-    (NUMBER, re.compile(r"多少|几[个位名家项条种岁次倍成年天月周亿万千百十]|多[大高长远久重快]|百分之|比例|比重|占比|增速|增长率|how (?:many|much|long|far|old)|what (?:percentage|share|proportion)", re.I)),
+    (DATE, re.compile(r"何时|什么时候|什么时间|哪[一几]?年|哪个年份|哪一?天|哪一?日|何年|几月|几号|几时|^\W*when\b|"
+                      r"\bwhen (?:did|was|were|is|are|will|does|do|has|have|had)\b|what year|which year|what date", re.I)),
+    (NUMBER, re.compile(r"多少|(?<![哪好这那近])几[个位名家项条种岁次倍成年天月周亿万千百十]|"
+                        r"多[大高长远久重快](?!程度|的程度|作用|的作用|意义|的意义|影响|的影响|帮助|的帮助|力度)|"
+                        r"百分之|比例|比重|占比|增速|增长率|how (?:many|much|long|far|old)|what (?:percentage|share|proportion)", re.I)),
 )
 _HAS_TYPE = {
-    DATE: re.compile(r"\d{2,4}\s*年|\d{1,2}\s*月|\d{1,2}\s*日|[〇零一二三四五六七八九十]{2,4}年|[一二三四五六七八九十]+月|世纪|年代"),
-    NUMBER: re.compile(r"\d|[零一二两三四五六七八九十百千万亿]+\s*[个位名家项条种岁次倍成元年天月周亿万千百%‰]|百分之|[％%]"),
+    DATE: re.compile(r"\d{2,4}\s*年|\d{1,2}\s*月|\d{1,2}\s*日|[〇零一二三四五六七八九十]{2,4}年|[一二三四五六七八九十]+月|世纪|年代|年前|"
+                     r"[早中晚末初]期|[春夏秋冬][季天]"),
+    # a digit not inside a Latin name (5G, G20), a counted Chinese numeral, a fraction or half
+    NUMBER: re.compile(r"(?<![a-z])\d(?![a-z])|[零一二两三四五六七八九十百千万亿]+\s*[个位名家项条种岁次倍成元年天月周亿万千百%‰]|"
+                       r"百分之|[％%]|分之|[一过大]半|半数", re.I),
 }
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _LATIN_WORD = re.compile(r"[a-z][a-z0-9]+")
@@ -46,7 +54,7 @@ SENTENCE_FEATURES = (
     "predicate_overlap",  # the same, leaving out the bigrams of a short (entity) title: what is asked about it
     "longest_match",  # the longest run of the question's characters found verbatim in the sentence, over the question's length
     "neighbour_overlap",  # the best predicate overlap of the sentences just before and after
-    "idf_overlap",  # IDF-weighted share of the question's words found in the sentence
+    "idf_overlap",  # IDF-weighted share of the question's words (an English one's Chinese translations) found in the sentence
     "context_missing",  # IDF-weighted share of the question's words found nowhere in the passage, its section or title
     "key_missing",  # share of the question's key terms (numbers, names, places, quoted terms) absent from that context
     "number_missing",  # the question names a number (a year, an amount) that the passage does not hold
@@ -55,9 +63,10 @@ SENTENCE_FEATURES = (
     "length",  # log of the sentence length in characters
     "first",  # the sentence opens its passage (often a heading-like summary)
 )
-# For a question without Chinese no word can match, and its cosines run lower than a Chinese question's: only the
-# relative and language-independent features carry over to it.
-CROSS_LINGUAL_FEATURES = ("dense_gap", "passage_z", "passage_rank", "number_missing", "type_missing", "type_found", "length", "first")
+# For a question without Chinese no characters can match, and its cosines run lower than a Chinese question's: only the
+# relative and language-independent features carry over to it, and the word overlaps of its Chinese translation.
+CROSS_LINGUAL_FEATURES = ("dense_gap", "passage_z", "passage_rank", "idf_overlap", "context_missing", "number_missing", "type_missing",
+                          "type_found", "length", "first")
 
 
 @dataclass(frozen=True)
@@ -65,7 +74,8 @@ class QuestionTerms:
     """What the features need to know about a question, computed once per question."""
 
     bigrams: frozenset[str]
-    words: dict[str, float]  # folded content words with their IDF in the index
+    words: tuple[tuple[tuple[str, ...], float], ...]  # content words (folded; for English, each phrase's Chinese
+    # translations, any one of which counts) with their IDF in the index
     numbers: frozenset[str]
     key_terms: frozenset[str]  # numbers, Latin words, names of people, places and organisations, quoted terms
     answer_type: str | None
@@ -86,8 +96,11 @@ def idf(index: Index, word: str) -> float:
 
 
 def analyse_question(index: Index, question: str) -> QuestionTerms:
-    """The question's bigrams, weighted words, numbers and expected answer type."""
-    words = {w: idf(index, w) for w in dict.fromkeys(tokens(question))}
+    """The question's bigrams, weighted words (an English question's in Chinese), numbers and expected answer type."""
+    if is_chinese(question):
+        words = tuple(((w,), idf(index, w)) for w in dict.fromkeys(tokens(question)))
+    else:
+        words = tuple((p, sum(idf(index, w) for w in p) / len(p)) for p in chinese_phrases(question, index.bm25.vocab_dict))
     folded = fold(question)
     numbers = frozenset(_NUMBER.findall(folded))
     return QuestionTerms(frozenset(bigrams(question)), words, numbers, numbers | key_terms(folded),
@@ -98,6 +111,16 @@ def key_terms(folded: str) -> frozenset[str]:
     """Terms a passage must hold to answer: Latin words, named people, places and things (jieba POS), quoted terms."""
     named = {w for w, flag in posseg.lcut(folded, HMM=False) if flag in _NAMED and len(w) >= 2}
     return frozenset(named | set(_LATIN_WORD.findall(folded)) | {t for t in _QUOTED.findall(folded) if len(t) <= MAX_QUOTED_TERM_CHARS})
+
+
+def holds_type(q: QuestionTerms, folded: str) -> bool:
+    """Whether a (folded) sentence holds an answer of the type the question asks for, not counting the question's own
+    numbers (the year it asks about is not the answer)."""
+    if q.answer_type is None:
+        return False
+    for number in q.numbers:
+        folded = re.sub(rf"(?<![\d.]){re.escape(number)}(?![\d.])", " ", folded)
+    return bool(_HAS_TYPE[q.answer_type].search(folded))
 
 
 def _longest_match(chars: str, text: str) -> float:
@@ -118,10 +141,10 @@ def _share(wanted: frozenset[str] | set[str], found: set[str]) -> float:
     return len(wanted & found) / len(wanted) if wanted else 0.0
 
 
-def _weighted_share(words: dict[str, float], text: str) -> float:
-    """The IDF-weighted share of the words that occur in the (folded) text; 0 when there are none."""
-    total = sum(words.values())
-    return sum(w for word, w in words.items() if word in text) / total if total else 0.0
+def _weighted_share(words: tuple[tuple[tuple[str, ...], float], ...], text: str) -> float:
+    """The IDF-weighted share of the words (any of a word's alternatives) that occur in the (folded) text; 0 without words."""
+    total = sum(w for _, w in words)
+    return sum(w for alternatives, w in words if any(a in text for a in alternatives)) / total if total else 0.0
 
 
 def sentence_features(index: Index, hits: list[Hit], query_vector: np.ndarray, question: str) -> tuple[np.ndarray, list[int]]:
@@ -147,7 +170,7 @@ def sentence_features(index: Index, hits: list[Hit], query_vector: np.ndarray, q
         grams = [folded_bigrams(t) for t in texts]
         predicates = [_share(predicate, g) for g in grams]
         for i, row in enumerate(span):
-            has_type = bool(q.answer_type and _HAS_TYPE[q.answer_type].search(texts[i]))
+            has_type = holds_type(q, texts[i])
             neighbours = predicates[max(0, i - 1) : i] + predicates[i + 1 : i + 2]
             features.append((
                 0.0,  # dense and dense_gap are filled in below, vectorised

@@ -82,20 +82,26 @@ def _read_dictionary() -> dict[tuple[str, ...], tuple[str, ...]]:
     return {phrase: tuple(dict.fromkeys(w for _, w in sorted(found))) for phrase, found in senses.items()}
 
 
-def chinese_words(question: str, known: dict[str, int] | set[str]) -> list[str]:
-    """The Chinese words an English question's phrases translate to, among the `known` ones (an index's vocabulary).
+def chinese_phrases(question: str, known: dict[str, int] | set[str]) -> list[tuple[str, ...]]:
+    """The Chinese words each phrase of an English question translates to, among the `known` ones (an index's
+    vocabulary), one tuple of alternatives a phrase.
 
-    Numbers and Latin terms that the vocabulary holds (5G, GDP) are kept as they are.
+    Numbers and Latin terms that the vocabulary holds (5G, GDP) are kept as they are, each its own phrase.
     """
     words, table, out, i = stems(question), dictionary(), [], 0
     while i < len(words):
         for n in range(min(MAX_PHRASE_WORDS, len(words) - i), 0, -1):
             found = [w for w in table.get(tuple(words[i : i + n]), ()) if w in known]
             if found:
-                out += found[:WORDS_PER_PHRASE]
+                out.append(tuple(found[:WORDS_PER_PHRASE]))
                 i += n
                 break
         else:
             i += 1
-    latin = [w for w in _ENGLISH_WORD.findall(question.lower()) if w in known and w not in STOPWORDS]
+    latin = [(w,) for w in _ENGLISH_WORD.findall(question.lower()) if w in known and w not in STOPWORDS]
     return list(dict.fromkeys(out + latin))
+
+
+def chinese_words(question: str, known: dict[str, int] | set[str]) -> list[str]:
+    """The Chinese words an English question translates to (chinese_phrases, flattened), for keyword search."""
+    return list(dict.fromkeys(w for phrase in chinese_phrases(question, known) for w in phrase))
