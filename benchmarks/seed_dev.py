@@ -12,7 +12,7 @@ import json
 import re
 import sys
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rag.answer import Answer
@@ -67,17 +67,29 @@ def evaluate(pipeline: Pipeline, questions: list[DevQuestion]) -> dict[str, tupl
     return {names.get(k, "accuracy " + k): (right[k] / total[k], total[k]) for k in order if total[k]}
 
 
+def sentence_accuracy(pipeline: Pipeline, questions: list[DevQuestion]) -> float:
+    """How often the quote holds the evidence of an answerable question when the reader never declines: its sentence
+    choice, apart from its decision."""
+    settings = pipeline.settings
+    never = Pipeline(replace(settings, reader=replace(settings.reader, decline_below=0.0)), model=pipeline.model)
+    answerable = [q for q in questions if q.evidence]
+    return sum(is_correct(q, never.ask(q.question)) for q in answerable) / len(answerable)
+
+
 def main() -> int:
     """Run a seed question set through the default pipeline and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("set", nargs="?", choices=sorted(SETS), default="dev")
     name = parser.parse_args().set
     questions = load_dev_set(SETS[name])
-    results = evaluate(Pipeline(), questions)
+    pipeline = Pipeline()
+    results = evaluate(pipeline, questions)
     print(f"seed {name} set: {len(questions)} questions")
     print("| measure | value |\n|---|---|")
     for name, (value, n) in results.items():
         print(f"| {name} ({n}) | {value:.3f} |")
+    answerable = sum(bool(q.evidence) for q in questions)
+    print(f"| evidence quoted when never declining ({answerable}) | {sentence_accuracy(pipeline, questions):.3f} |")
     return 0
 
 

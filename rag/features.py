@@ -37,6 +37,15 @@ _HAS_TYPE = {
     NUMBER: re.compile(r"(?<![a-z])\d(?![a-z])|[零一二两三四五六七八九十百千万亿]+\s*[个位名家项条种岁次倍成元年天月周亿万千百%‰]|"
                        r"百分之|[％%]|分之|[一过大]半|半数", re.I),
 }
+# What form an answer to 为什么 (a reason) or 如何 (a means) takes, and an answer to 哪些 (a list).
+_ANSWER_FORMS = (
+    (re.compile(r"为什么|为何|什么原因|原因是|什么作用|什么意义|有何意义|有何作用|目的是|为了什么"),
+     re.compile(r"因为|由于|因此|所以|有利于|有助于|关键|才能|为了|以便|从而|导致|使得|意义|作用")),
+    (re.compile(r"如何|怎样|怎么|什么方式|哪些措施|什么措施|什么办法|哪些途径|什么途径|通过什么"),
+     re.compile(r"通过|要|应|加快|推动|推进|建立|完善|加强|强化|鼓励|支持|实施|采取|利用|依托")),
+)
+_ASKS_LIST = re.compile(r"哪些|哪几|有什么|包括什么|分别是")
+_LIST = re.compile(r"(?:、.*){2,}|一是|二是|首先|其次|第一|第二")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _LATIN_WORD = re.compile(r"[a-z][a-z0-9]+")
 _QUOTED = re.compile(r"[“\"《「『]([^”\"》」』]{2,})[”\"》」』]")
@@ -60,6 +69,8 @@ SENTENCE_FEATURES = (
     "number_missing",  # the question names a number (a year, an amount) that the passage does not hold
     "type_missing",  # the question asks for a number or a date and the sentence holds none
     "type_found",  # … and the sentence holds one
+    "form_found",  # the question asks why or how and the sentence gives a reason (因为, 有利于…) or a means (通过, 要…)
+    "list_found",  # the question asks which ones (哪些) and the sentence lists (two 、, 一是…)
     "length",  # log of the sentence length in characters
     "first",  # the sentence opens its passage (often a heading-like summary)
 )
@@ -80,6 +91,8 @@ class QuestionTerms:
     key_terms: frozenset[str]  # numbers, Latin words, names of people, places and organisations, quoted terms
     answer_type: str | None
     chars: str  # folded, without punctuation or spaces
+    forms: tuple[re.Pattern, ...] = ()  # the answer forms (a reason, a means) the question asks for
+    asks_list: bool = False
 
 
 def answer_type(question: str) -> str | None:
@@ -96,7 +109,7 @@ def idf(index: Index, word: str) -> float:
 
 
 def analyse_question(index: Index, question: str) -> QuestionTerms:
-    """The question's bigrams, weighted words (an English question's in Chinese), numbers and expected answer type."""
+    """The question's bigrams, weighted words (an English question's in Chinese), numbers, and the answer's expected type and form."""
     if is_chinese(question):
         words = tuple(((w,), idf(index, w)) for w in dict.fromkeys(tokens(question)))
     else:
@@ -104,7 +117,8 @@ def analyse_question(index: Index, question: str) -> QuestionTerms:
     folded = fold(question)
     numbers = frozenset(_NUMBER.findall(folded))
     return QuestionTerms(frozenset(bigrams(question)), words, numbers, numbers | key_terms(folded),
-                         answer_type(question), NON_WORD.sub("", folded))
+                         answer_type(question), NON_WORD.sub("", folded),
+                         tuple(form for asks, form in _ANSWER_FORMS if asks.search(folded)), bool(_ASKS_LIST.search(folded)))
 
 
 def key_terms(folded: str) -> frozenset[str]:
@@ -144,7 +158,7 @@ def _share(wanted: frozenset[str] | set[str], found: set[str]) -> float:
 def _weighted_share(words: tuple[tuple[tuple[str, ...], float], ...], text: str) -> float:
     """The IDF-weighted share of the words (any of a word's alternatives) that occur in the (folded) text; 0 without words."""
     total = sum(w for _, w in words)
-    return sum(w for alternatives, w in words if any(a in text for a in alternatives)) / total if total else 0.0
+    return sum(w for alternatives, w in words if any(map(text.__contains__, alternatives))) / total if total else 0.0
 
 
 def sentence_features(index: Index, hits: list[Hit], query_vector: np.ndarray, question: str) -> tuple[np.ndarray, list[int]]:
@@ -189,6 +203,8 @@ def sentence_features(index: Index, hits: list[Hit], query_vector: np.ndarray, q
                 number_missing,
                 float(q.answer_type is not None and not has_type),
                 float(has_type),
+                float(bool(q.forms) and any(form.search(texts[i]) for form in q.forms)),
+                float(q.asks_list and bool(_LIST.search(texts[i]))),
                 math.log1p(len(texts[i])),
                 float(i == 0),
             ))

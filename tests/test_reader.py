@@ -63,6 +63,22 @@ def test_a_sentence_holds_the_asked_type_of_answer_or_not(pipeline, question, se
     assert holds_type(q, fold(sentence)) is holds
 
 
+def test_a_why_how_or_which_question_marks_the_sentences_in_the_form_of_its_answer(pipeline):
+    index = pipeline.ensure_index()
+    for question, forms, asks_list in (("为什么说增强城市经济的抗冲击能力很重要？", 1, False), ("地方政府可以通过什么方式培育数字产业？", 1, False),
+                                       ("政府应该重点扶持哪些数字经济的核心行业？", 0, True), ("什么是数字孪生城市？", 0, False)):
+        q = analyse_question(index, question)
+        assert (len(q.forms), q.asks_list) == (forms, asks_list), question
+    question = "如何释放被抑制的消费需求？"
+    vector = encode_queries(pipeline.model, [question])[0]
+    features, rows = sentence_features(index, retrieve(index, vector, question, 5, pipeline.settings), vector, question)
+    form = features[:, SENTENCE_FEATURES.index("form_found")]
+    marked = {index.sentences[r].text: f for r, f in zip(rows, form)}
+    assert marked["一是加快全面复工彻底复产。"] == 1.0  # a means
+    assert marked["疫情影响之下，人们的消费欲望与消费需求受到较大抑制。"] == 0.0  # the problem, restated
+    assert not features[:, SENTENCE_FEATURES.index("list_found")].any()  # it does not ask which ones
+
+
 def test_an_english_question_overlaps_the_sentences_that_hold_its_translation(pipeline):
     index = pipeline.ensure_index()
     question = "What should be the focus when evaluating development zones?"
