@@ -1,7 +1,8 @@
 """Fit the reader and write rag/reader_weights.json: `python -m benchmarks.fit_reader`.
 
-About 20 minutes on 2 cores once `python -m benchmarks.qa_sets` has indexed the sets: a minute or two for the first
-stage, the rest for the cross-encoder's stage (skipped when rag/cross_encoder.safetensors is absent).
+About 10 minutes on 2 quiet cores (20 beside other work) once `python -m benchmarks.qa_sets` has indexed the sets:
+three to collect the cases, one to fit the first stage, the rest for the cross-encoder's stage (skipped when
+rag/cross_encoder.safetensors is absent).
 
 Fitting data, never the sets we measure on (CMRC 2018 dev, the seed dev set, the held-out 20% of DRCD and SQuAD 2.0 zh):
 - CMRC 2018 trial, DRCD dev (fitting part, Traditional characters as they are) and SQuAD 2.0 zh (fitting part), each
