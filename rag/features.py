@@ -93,6 +93,7 @@ class QuestionTerms:
     chars: str  # folded, without punctuation or spaces
     forms: tuple[re.Pattern, ...] = ()  # the answer forms (a reason, a means) the question asks for
     asks_list: bool = False
+    own_numbers: re.Pattern | None = None  # the question's numbers standing alone in a text: not an answer to it
 
 
 def answer_type(question: str) -> str | None:
@@ -116,9 +117,11 @@ def analyse_question(index: Index, question: str) -> QuestionTerms:
         words = tuple((p, sum(idf(index, w) for w in p) / len(p)) for p in chinese_phrases(question, index.bm25.vocab_dict))
     folded = fold(question)
     numbers = frozenset(_NUMBER.findall(folded))
+    own = "|".join(re.escape(n) for n in sorted(numbers))
     return QuestionTerms(frozenset(bigrams(question)), words, numbers, numbers | key_terms(folded),
                          answer_type(question), NON_WORD.sub("", folded),
-                         tuple(form for asks, form in _ANSWER_FORMS if asks.search(folded)), bool(_ASKS_LIST.search(folded)))
+                         tuple(form for asks, form in _ANSWER_FORMS if asks.search(folded)), bool(_ASKS_LIST.search(folded)),
+                         re.compile(rf"(?<![\d.])(?:{own})(?![\d.])") if own else None)
 
 
 def key_terms(folded: str) -> frozenset[str]:
@@ -132,8 +135,8 @@ def holds_type(q: QuestionTerms, folded: str) -> bool:
     numbers (the year it asks about is not the answer)."""
     if q.answer_type is None:
         return False
-    for number in q.numbers:
-        folded = re.sub(rf"(?<![\d.]){re.escape(number)}(?![\d.])", " ", folded)
+    if q.own_numbers is not None:
+        folded = q.own_numbers.sub(" ", folded)
     return bool(_HAS_TYPE[q.answer_type].search(folded))
 
 
