@@ -8,7 +8,8 @@ from dataclasses import replace
 
 import pytest
 
-from benchmarks.seed_dev import evaluate, load_dev_set
+from benchmarks.qa_sets import SEED_FIT_DIR, SEED_FIT_GLOB
+from benchmarks.seed_dev import SETS, evaluate, load_dev_set
 from rag.config import PROJECT_ROOT
 from rag.model import encode_queries
 from rag.retrieve import keyword_scores, retrieve
@@ -124,6 +125,20 @@ def test_dev_set_figures(pipeline):
     assert results["unanswerables declined"] >= 0.65
     assert results["near-topic unanswerables declined"] >= 0.60
     assert results["answerables wrongly declined"] <= 0.16
+
+
+def test_fitting_questions_are_apart_from_the_measuring_sets():
+    """The seed fitting questions (benchmarks.fit_reader) share no question with the seed dev and test sets, and no
+    evidence span with the dev set. The test set was written later, independently, over the same 534 sentences: 7 of
+    its spans happen to be spans of fitting questions written before it."""
+    dev, test = (load_dev_set(path) for path in SETS.values())
+    fitting = [json.loads(line) for path in sorted(SEED_FIT_DIR.glob(SEED_FIT_GLOB))
+               for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    assert len(fitting) >= 100 and len({q["id"] for q in fitting}) == len(fitting)
+    assert not {q["question"] for q in fitting} & {q.question for q in dev + test}
+    spans = {span for q in fitting for span in q["evidence"]}
+    assert not spans & {span for q in dev for span in q.evidence}
+    assert len(spans & {span for q in test for span in q.evidence}) <= 7
 
 
 def test_ask_function_and_command_line():
