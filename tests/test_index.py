@@ -17,7 +17,7 @@ from rag.config import PROJECT_ROOT, Settings
 from rag.corpus import load_corpus
 from rag.index import BM25_DIR, CURRENT, MANIFEST, PASSAGE_INDEX, SENTENCE_VECTORS, IndexUnavailable, check_fresh, load_index
 from rag.keywords import corpus_tokens
-from rag.records import ARTICLES, PASSAGES
+from rag.records import ARTICLES, PASSAGES, Passages
 from rag.model import encode_queries
 from rag.pipeline import Pipeline
 
@@ -287,3 +287,16 @@ def test_index_views_made_once_match_the_records(pipeline):
     assert index.article_passages is rows and index.sentence_matrix is index.sentence_matrix
     assert index.sentence_matrix.dtype == np.float32
     assert np.array_equal(index.sentence_matrix, np.asarray(index.sentence_vectors, dtype=np.float32))
+
+
+def test_passages_are_parsed_once_and_the_last_ones_read_are_kept(pipeline, monkeypatch):
+    """A question reads its top passages several times (features, quotes, citations): each is parsed once, and only
+    the last PARSED_PASSAGES read stay parsed."""
+    monkeypatch.setattr("rag.records.PARSED_PASSAGES", 3)
+    index = pipeline.ensure_index(progress=False)
+    passages = Passages(index.passages.lines, index.passages.offsets)  # its own, empty cache
+    first = passages[0]
+    assert passages[0] is first and first == index.passages[0]
+    for row in (1, 2, 3):
+        passages[row]
+    assert list(passages.parsed) == [1, 2, 3] and passages[0] is not first and passages[0] == first
