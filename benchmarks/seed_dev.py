@@ -3,7 +3,10 @@
 Run by hand: `python -m benchmarks.seed_dev` for the dev set (tests/data/dev_questions.jsonl; tests/test_answer.py
 asserts its figures with a margin), `python -m benchmarks.seed_dev test` for the independent test set
 (benchmarks/data/seed_test_questions.jsonl: written from the seed files alone, by someone who saw neither the code nor
-the other question sets; measured with, never fitted or tuned on).
+the other question sets; measured with, never fitted or tuned on), and `python -m benchmarks.seed_dev validation` for
+the set to decide changes on (benchmarks/data/seed_validation_questions.jsonl: written over the seed files without
+seeing the dev or test set, then kept only where a question shares no evidence sentence with them and resembles none
+of them; never fitted on, so that a change can be chosen on it and then measured once on the dev and test sets).
 """
 from __future__ import annotations
 
@@ -20,7 +23,8 @@ from rag.config import PROJECT_ROOT
 from rag.pipeline import Pipeline
 
 DEV_SET = PROJECT_ROOT / "tests" / "data" / "dev_questions.jsonl"
-SETS = {"dev": DEV_SET, "test": PROJECT_ROOT / "benchmarks" / "data" / "seed_test_questions.jsonl"}
+SETS = {"dev": DEV_SET, "test": PROJECT_ROOT / "benchmarks" / "data" / "seed_test_questions.jsonl",
+        "validation": PROJECT_ROOT / "benchmarks" / "data" / "seed_validation_questions.jsonl"}
 _SPACE = re.compile(r"\s+")
 
 
