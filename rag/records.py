@@ -22,7 +22,7 @@ ARTICLES = "articles.json"
 PASSAGES = "passages.jsonl"
 PASSAGE_OFFSETS = "passage_offsets.npy"  # byte offset of each passage's line, then the file's size
 SENTENCE_STARTS = "sentence_starts.npy"  # row of each passage's first sentence, then the number of sentences
-# Passages kept parsed, the oldest dropped first: a question reads each of its top passages three times or more
+# Passages kept parsed, the first parsed dropped first: a question reads each of its top passages three times or more
 # (features, quotes, citations; 17 reads of 20 µs a question on the seed dev set), and popular ones recur.
 PARSED_PASSAGES = 1024
 
@@ -55,7 +55,7 @@ class Passages(Rows[Passage]):
 
     lines: mmap.mmap
     offsets: np.ndarray
-    parsed: OrderedDict[int, Passage] = field(default_factory=OrderedDict, repr=False)  # the last PARSED_PASSAGES read
+    parsed: OrderedDict[int, Passage] = field(default_factory=OrderedDict, repr=False)  # the last PARSED_PASSAGES parsed
 
     def __len__(self) -> int:
         return len(self.offsets) - 1

@@ -142,7 +142,10 @@ def test_fitting_questions_are_apart_from_the_measuring_sets(pipeline):
     assert not spans & {span for q in dev + validation for span in q.evidence}
     assert len(spans & {span for q in test for span in q.evidence}) <= 7
     sentences = ["".join(s.text.split()) for s in pipeline.ensure_index().sentences]  # whitespace aside, as spans are
-    holding = lambda questions: {i for q in questions for span in q.evidence for i, text in enumerate(sentences) if span in text}
+
+    def holding(questions: list) -> set[int]:
+        return {i for q in questions for span in q.evidence for i, text in enumerate(sentences) if span in text}
+
     assert len(holding(validation)) >= 25 and not holding(validation) & holding(dev + test)
 
 

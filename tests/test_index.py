@@ -291,7 +291,7 @@ def test_index_views_made_once_match_the_records(pipeline):
 
 def test_passages_are_parsed_once_and_the_last_ones_read_are_kept(pipeline, monkeypatch):
     """A question reads its top passages several times (features, quotes, citations): each is parsed once, and only
-    the last PARSED_PASSAGES read stay parsed."""
+    the last PARSED_PASSAGES parsed are kept."""
     monkeypatch.setattr("rag.records.PARSED_PASSAGES", 3)
     index = pipeline.ensure_index(progress=False)
     passages = Passages(index.passages.lines, index.passages.offsets)  # its own, empty cache
