@@ -133,12 +133,11 @@ def test_fitting_questions_are_apart_from_the_measuring_sets(pipeline):
     and test sets (it was kept so). The test set was written later than the fitting questions, independently, over the
     same 534 sentences: 7 of its spans happen to be theirs too."""
     dev, test, validation = (load_dev_set(SETS[name]) for name in ("dev", "test", "validation"))
-    fitting = [json.loads(line) for path in sorted(SEED_FIT_DIR.glob(SEED_FIT_GLOB))
-               for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    fitting = [q for path in sorted(SEED_FIT_DIR.glob(SEED_FIT_GLOB)) for q in load_dev_set(path)]  # the same format
     assert len(fitting) >= 100 and len(validation) >= 60
-    assert len({q["id"] for q in fitting} | {q.id for q in validation}) == len(fitting) + len(validation)
-    assert not {q["question"] for q in fitting} & {q.question for q in dev + test + validation}
-    spans = {span for q in fitting for span in q["evidence"]}
+    assert len({q.id for q in fitting + validation}) == len(fitting) + len(validation)
+    assert not {q.question for q in fitting} & {q.question for q in dev + test + validation}
+    spans = {span for q in fitting for span in q.evidence}
     assert not spans & {span for q in dev + validation for span in q.evidence}
     assert len(spans & {span for q in test for span in q.evidence}) <= 7
     sentences = ["".join(s.text.split()) for s in pipeline.ensure_index().sentences]  # whitespace aside, as spans are

@@ -289,7 +289,7 @@ def test_index_views_made_once_match_the_records(pipeline):
     assert np.array_equal(index.sentence_matrix, np.asarray(index.sentence_vectors, dtype=np.float32))
 
 
-def test_passages_are_parsed_once_and_the_last_ones_read_are_kept(pipeline, monkeypatch):
+def test_passages_are_parsed_once_and_the_last_ones_parsed_are_kept(pipeline, monkeypatch):
     """A question reads its top passages several times (features, quotes, citations): each is parsed once, and only
     the last PARSED_PASSAGES parsed are kept."""
     monkeypatch.setattr("rag.records.PARSED_PASSAGES", 3)
