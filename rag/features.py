@@ -66,6 +66,7 @@ SENTENCE_FEATURES = (
     "idf_overlap",  # IDF-weighted share of the question's words (an English one's Chinese translations) found in the sentence
     "context_missing",  # IDF-weighted share of the question's words found nowhere in the passage, its section or title
     "key_missing",  # share of the question's key terms (numbers, names, places, quoted terms) absent from that context
+    # (a name its article holds elsewhere counts as present: an article saying 我市 names its city once or twice)
     "number_missing",  # the question names a number (a year, an amount) that the passage does not hold
     "type_missing",  # the question asks for a number or a date and the sentence holds none
     "type_found",  # … and the sentence holds one
@@ -140,6 +141,23 @@ def holds_type(q: QuestionTerms, folded: str) -> bool:
     return bool(_HAS_TYPE[q.answer_type].search(folded))
 
 
+def in_article(index: Index, word: str, row: int) -> bool:
+    """Whether a word of keyword search occurs in the article of the passage at `row` (False for a word it never indexed).
+
+    An article that says 我市 throughout names its city once or twice: a question naming the city is still asked of it.
+    An article's passages are consecutive rows, so of the passages holding the word only the nearest before and after
+    `row` can be in it: two reads, whatever the size of the library.
+    """
+    column = index.bm25.vocab_dict.get(word)
+    if column is None:
+        return False
+    scores = index.bm25.scores
+    holding = scores["indices"][int(scores["indptr"][column]) : int(scores["indptr"][column + 1])]
+    after = int(np.searchsorted(holding, row))
+    article = index.passages[row].article_id
+    return any(index.passages[int(holding[i])].article_id == article for i in (after - 1, after) if 0 <= i < len(holding))
+
+
 def _longest_match(chars: str, text: str) -> float:
     """The longest run of the question's characters found verbatim in a text, as a share of the question.
 
@@ -180,7 +198,8 @@ def sentence_features(index: Index, hits: list[Hit], query_vector: np.ndarray, q
         predicate = q.bigrams - (bigrams(title) if len(title) <= MAX_ENTITY_TITLE_CHARS else set())
         context = fold(" ".join((title, passage.section, passage.text)))
         context_missing = 1.0 - _weighted_share(q.words, context)
-        key_missing = sum(term not in context for term in q.key_terms) / len(q.key_terms) if q.key_terms else 0.0
+        key_missing = sum(term not in context and (term in q.numbers or not in_article(index, term, hit.row))
+                          for term in q.key_terms) / len(q.key_terms) if q.key_terms else 0.0
         number_missing = float(any(n not in context for n in q.numbers))
         span = index.passage_sentences[hit.row]
         texts = [fold(t) for t in passage.sentences]  # the rows of `span`, read with the passage

@@ -6,7 +6,7 @@ import pytest
 
 from rag.answer import DECISION_FEATURES, LANGUAGES, choose_sentences, load_reader, quote
 from rag.config import ReaderSettings
-from rag.features import DATE, NUMBER, SENTENCE_FEATURES, analyse_question, answer_type, holds_type, sentence_features
+from rag.features import DATE, NUMBER, SENTENCE_FEATURES, analyse_question, answer_type, holds_type, in_article, sentence_features
 from rag.keywords import fold
 from rag.model import ModelError, encode_queries
 from rag.retrieve import keyword_scores, retrieve
@@ -98,6 +98,21 @@ def test_features_are_finite_and_one_row_per_candidate_sentence(pipeline):
     assert features.shape == (sum(len(index.passage_sentences[h.row]) for h in hits), len(SENTENCE_FEATURES))
     assert np.isfinite(features).all() and len(rows) == len(set(rows))
     assert features[:, SENTENCE_FEATURES.index("dense_gap")].max() == pytest.approx(0.0)
+
+
+def test_a_name_its_article_holds_elsewhere_is_not_missing_from_a_passage(pipeline):
+    index = pipeline.ensure_index()
+    row = next(r for r in range(len(index.passages)) if "新型互联网交换中心" in index.passages[r].text)
+    # the article on Chongqing says 我市 here and names 重庆 in other passages; other articles never name it
+    assert "重庆" not in index.passages[row].text and in_article(index, "重庆", row)
+    assert not in_article(index, "宁波", row) and not in_article(index, "未收录的词", row)
+    assert not any(in_article(index, "重庆", r) for r in index.article_passages["000_d5601f0ce50051b5#3"])
+    question = "重庆要向国家争取哪项互联网方面的试点？"
+    vector = encode_queries(pipeline.model, [question])[0]
+    hits = retrieve(index, vector, question, 5, pipeline.settings)
+    features, rows = sentence_features(index, hits, vector, question)
+    sentences = [i for i, r in enumerate(rows) if index.sentences[r].passage == row]
+    assert sentences and not features[sentences, SENTENCE_FEATURES.index("key_missing")].any()
 
 
 def test_traditional_question_finds_simplified_text(pipeline):
