@@ -8,13 +8,14 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
-
-from rag.index import Index
 from jieba import posseg
 
+from rag.index import Index
 from rag.keywords import NON_WORD, bigrams, fold, folded_bigrams, is_chinese, tokens
+from rag.records import PARSED_PASSAGES
 from rag.retrieve import Hit
 from rag.translate import chinese_phrases
 
@@ -158,6 +159,14 @@ def in_article(index: Index, word: str, row: int) -> bool:
     return any(index.passages[int(holding[i])].article_id == article for i in (after - 1, after) if 0 <= i < len(holding))
 
 
+@lru_cache(maxsize=PARSED_PASSAGES)
+def folded_sentences(sentences: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[frozenset[str], ...]]:
+    """A passage's sentences folded, and their bigrams: made once for a passage that is again among a question's
+    candidates (folding and bigrams took a tenth of the reader's time)."""
+    texts = tuple(fold(t) for t in sentences)
+    return texts, tuple(frozenset(folded_bigrams(t)) for t in texts)
+
+
 def _longest_match(chars: str, text: str) -> float:
     """The longest run of the question's characters found verbatim in a text, as a share of the question.
 
@@ -202,8 +211,7 @@ def sentence_features(index: Index, hits: list[Hit], query_vector: np.ndarray, q
                           for term in q.key_terms) / len(q.key_terms) if q.key_terms else 0.0
         number_missing = float(any(n not in context for n in q.numbers))
         span = index.passage_sentences[hit.row]
-        texts = [fold(t) for t in passage.sentences]  # the rows of `span`, read with the passage
-        grams = [folded_bigrams(t) for t in texts]
+        texts, grams = folded_sentences(passage.sentences)  # the rows of `span`, read with the passage
         predicates = [_share(predicate, g) for g in grams]
         for i, row in enumerate(span):
             has_type = holds_type(q, texts[i])
