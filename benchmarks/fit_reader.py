@@ -18,8 +18,9 @@ Two linear models, each in two variants (all features for a question with Chines
 language-independent ones for a question without, fitted on every case): the sentence model (does this sentence hold
 the answer?), a conditional logit over rag.features.SENTENCE_FEATURES; and the decision model (is the question
 answered at all?), a class-balanced logistic regression over the best sentence and its rivals
-(rag.answer.DECISION_FEATURES). The decline threshold is the highest probability that declines at most 10% of the
-answerable seed fitting questions of that language (of all fitting questions when there are fewer than 10 of those).
+(rag.answer.DECISION_FEATURES). The decline threshold is the probability below which 10% of the answerable seed fitting
+questions of that language fall (of all fitting questions when there are fewer than 10 of those), from a normal
+distribution fitted to their logits.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ import re
 import sys
 import time
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 from jieba import posseg
@@ -205,10 +207,16 @@ def logits_of(record: dict, rows: np.ndarray, all_names: tuple[str, ...]) -> np.
 
 
 def best_threshold(p_answered: np.ndarray, answerable: np.ndarray) -> float:
-    """The highest probability threshold that declines at most FALSE_DECLINE_CAP of the answerable fitting cases."""
-    candidates = np.unique(np.round(p_answered, 3))
-    allowed = [t for t in candidates if np.mean(p_answered[answerable] < t) <= FALSE_DECLINE_CAP]
-    return round(float(max(allowed, default=candidates[0])), 3)
+    """The probability below which FALSE_DECLINE_CAP of the answerable fitting cases fall, read from a normal distribution
+    fitted to their logits.
+
+    About fifty of the app's own answerable questions lie behind it. Their empirical 10% quantile rested on the fifth
+    lowest and moved by 0.14 (the standard deviation over bootstrap resamples); the fitted one moves by 0.07.
+    """
+    p = np.clip(p_answered[answerable], 1e-6, 1 - 1e-6)
+    logits = np.log(p / (1 - p))
+    quantile = logits.mean() + NormalDist().inv_cdf(FALSE_DECLINE_CAP) * logits.std(ddof=1)
+    return round(float(sigmoid(quantile)), 3)
 
 
 def calibrated_threshold(p_answered: np.ndarray, answerable: np.ndarray, own: np.ndarray) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from benchmarks.fit_reader import FALSE_DECLINE_CAP, best_threshold
 from rag.answer import DECISION_FEATURES, LANGUAGES, choose_sentences, load_reader, quote
 from rag.config import ReaderSettings
 from rag.features import DATE, NUMBER, SENTENCE_FEATURES, analyse_question, answer_type, holds_type, in_article, sentence_features
@@ -24,6 +25,14 @@ def test_weights_file_is_small_and_complete():
         assert 0.0 < reader.threshold[lang] < 1.0
     never = ("cmrc-dev", "seed-dev")  # the measuring sets
     assert reader.about["fitted_on"] and not any(source.startswith(never) for source in reader.about["fitted_on"])
+
+
+def test_the_decline_threshold_declines_the_capped_share_of_answerables_only():
+    p = 1 / (1 + np.exp(-np.random.default_rng(0).normal(1.0, 1.5, 2000)))
+    answerable = np.arange(len(p)) % 4 != 0  # the others, whatever their probability, do not move it
+    threshold = best_threshold(p, answerable)
+    assert np.mean(p[answerable] < threshold) == pytest.approx(FALSE_DECLINE_CAP, abs=0.02)
+    assert best_threshold(np.where(answerable, p, 0.99), answerable) == threshold
 
 
 def test_damaged_weights_file_is_a_clear_error(tmp_path):
