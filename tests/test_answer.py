@@ -116,14 +116,14 @@ def test_top_k_is_checked(pipeline):
 def test_dev_set_figures(pipeline):
     """The measured figures (python -m benchmarks.seed_dev), asserted with a margin: a regression guard, not a target."""
     results = {name: value for name, (value, _) in evaluate(pipeline, load_dev_set()).items()}
-    # measured: answerable 0.772 (keyword 0.962, paraphrase 0.671, English 0.889); unanswerables declined 0.704
-    # (near-topic 0.660); answerables wrongly declined 0.096
+    # measured: answerable 0.772 (keyword 0.962, paraphrase 0.671, English 0.889); unanswerables declined 0.759
+    # (near-topic 0.723); answerables wrongly declined 0.096
     assert results["accuracy answerable"] >= 0.72
     assert results["accuracy keyword"] >= 0.90
     assert results["accuracy paraphrase"] >= 0.60
     assert results["accuracy english"] >= 0.75
-    assert results["unanswerables declined"] >= 0.65
-    assert results["near-topic unanswerables declined"] >= 0.60
+    assert results["unanswerables declined"] >= 0.70
+    assert results["near-topic unanswerables declined"] >= 0.66
     assert results["answerables wrongly declined"] <= 0.14
 
 
