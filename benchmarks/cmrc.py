@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from benchmarks.qa_sets import available, contains_answer, prepared
-from rag.answer import choose_sentences, quote, score
+from rag.answer import choose_sentences, quoted, score
 from rag.config import Settings
 from rag.features import sentence_features
 from rag.index import Index
@@ -55,7 +55,7 @@ def evaluate(index: Index, questions: list, vectors: np.ndarray, settings: Setti
         hit1 += bool(best3) and contains_answer(index.sentences[best3[0]].text, q.answers)
         hit3 += any(contains_answer(index.sentences[r].text, q.answers) for r in best3)
         chosen = choose_sentences(index, logits, rows, settings.reader)
-        length += sum(len(quote(index.sentences[r].text, q.text, settings.reader.max_quote_chars)) for r, _ in chosen)
+        length += sum(map(len, quoted(index, [r for r, _ in chosen], q.text, settings.reader)))
     n = len(questions)
     return {
         "method": method, **{f"R@{k}": recall[k] / n for k in RECALL_AT}, f"MRR@{MRR_AT}": mrr / n,

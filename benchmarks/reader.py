@@ -18,7 +18,7 @@ import numpy as np
 from benchmarks.cmrc import print_table
 from benchmarks.fit_reader import Case, reader_cases
 from benchmarks.qa_sets import available, prepared
-from rag.answer import choose_sentences, language, quote, reread, score
+from rag.answer import choose_sentences, language, quoted, reread, score
 from rag.config import PROJECT_ROOT, Settings
 from rag.features import SENTENCE_FEATURES
 from rag.index import Index
@@ -53,7 +53,7 @@ def summarise(name: str, reader: str, index: Index, cases: list[Case], scored: l
         hit1 += cases[i].labels[order[0]]
         hit3 += cases[i].labels[order[:3]].any()
         chosen = choose_sentences(index, logits, cases[i].rows, settings.reader)
-        chars += sum(len(quote(index.sentences[r].text, cases[i].question, settings.reader.max_quote_chars)) for r, _ in chosen)
+        chars += sum(map(len, quoted(index, [r for r, _ in chosen], cases[i].question, settings.reader)))
     n = max(1, len(answerable))
     return {
         "set": name, "reader": reader, "answerable": len(answerable), "hit@1": hit1 / n, "hit@3": hit3 / n,

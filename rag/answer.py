@@ -16,6 +16,7 @@ from rag.index import Index
 from rag.keywords import bigrams, is_chinese
 from rag.model import ModelError
 from rag.retrieve import Hit
+from rag.translate import chinese_words
 
 NOT_FOUND = "这些文章没有回答这个问题。(The articles do not answer this.)"
 CLAUSE_BREAK = re.compile(r"[，,；;：:]")
@@ -266,19 +267,28 @@ def page_label(pages: Sequence[int]) -> str:
     return f"p. {pages[0]}" if len(pages) == 1 else f"pp. {min(pages)}–{max(pages)}"
 
 
-def quote(sentence: str, question: str, max_chars: int) -> str:
-    """The sentence, or for one longer than max_chars the run of its clauses (cut at ，；：) that covers most of the question."""
+def wanted_bigrams(index: Index, question: str) -> set[str]:
+    """What a quote is cut to cover: the question's bigrams, or an English question's Chinese translations' bigrams."""
+    if is_chinese(question):
+        return bigrams(question)
+    return {g for word in chinese_words(question, index.bm25.vocab_dict) for g in bigrams(word)}
+
+
+def quote(sentence: str, wanted: set[str], max_chars: int, min_chars: int) -> str:
+    """The sentence, or for one longer than max_chars the shortest run of its clauses (cut at ，；：), at least
+    min_chars long, that holds most of the wanted bigrams: never a lead-in like 工业领域， alone."""
     if len(sentence) <= max_chars:
         return sentence
     cuts = [0] + [m.end() for m in CLAUSE_BREAK.finditer(sentence)] + [len(sentence)]
     clauses = [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
-    wanted = bigrams(question)
     best, best_key = (0, len(sentence)), None
     for i in range(len(clauses)):
         for j in range(i, len(clauses)):
             start, end = clauses[i][0], clauses[j][1]
             if end - start > max_chars and j > i:
                 break
+            if end - start < min(min_chars, max_chars):
+                continue
             key = (len(wanted & bigrams(sentence[start:end])), -(end - start))
             if best_key is None or key > best_key:
                 best, best_key = (start, end), key
@@ -290,9 +300,14 @@ def _citation(index: Index, article_id: str, pages: tuple[int, ...] = ()) -> Cit
     return Citation(article.title, article.authors, article.source, article.id, article.info_source, article.published, pages)
 
 
-def _evidence(index: Index, row: int, score: float, question: str, max_chars: int) -> Evidence:
+def quoted(index: Index, rows: Sequence[int], question: str, settings: ReaderSettings) -> list[str]:
+    """What is quoted of each chosen sentence (a long one by its answering clauses)."""
+    wanted = wanted_bigrams(index, question)
+    return [quote(index.sentences[row].text, wanted, settings.max_quote_chars, settings.min_quote_chars) for row in rows]
+
+
+def _evidence(index: Index, row: int, score: float, text: str) -> Evidence:
     passage = index.passages[index.sentences[row].passage]
-    text = quote(index.sentences[row].text, question, max_chars)
     return Evidence(text, score, passage.id, index.articles[passage.article_id].title, passage.source, passage.article_id, passage.pages)
 
 
@@ -303,9 +318,10 @@ def _retrieved(index: Index, hit: Hit) -> RetrievedPassage:
 
 
 def compose(index: Index, question: str, hits: list[Hit], chosen: list[tuple[int, float]], answered: float, abstained: bool,
-            timings_ms: dict[str, float], max_quote_chars: int) -> Answer:
+            timings_ms: dict[str, float], settings: ReaderSettings) -> Answer:
     """The Answer record: quoted sentences (none when abstaining), passages best first, distinct cited articles."""
-    evidence = () if abstained else tuple(_evidence(index, row, score, question, max_quote_chars) for row, score in chosen)
+    texts = [] if abstained else quoted(index, [row for row, _ in chosen], question, settings)
+    evidence = tuple(_evidence(index, row, score, text) for (row, score), text in zip(chosen, texts))
     cited: dict[str, set[int]] = {}
     for e in evidence:
         cited.setdefault(e.article_id, set()).update(e.pages)

@@ -73,6 +73,7 @@ class ReaderSettings:
     max_sentences: int = 3
     duplicate_overlap: float = 0.6  # bigram Jaccard above which two sentences count as the same
     max_quote_chars: int = 150  # a longer sentence is quoted by its answering clauses, cut at ，；： boundaries
+    min_quote_chars: int = 40  # … at least this long: a lead-in clause (工业领域，) alone answers nothing
     mode: str = "fast"  # one of READER_MODES; env RAG_READER
     cross: CrossEncoderSettings = field(default_factory=CrossEncoderSettings)
 

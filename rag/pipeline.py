@@ -186,7 +186,7 @@ class Pipeline:
             chosen, answered, abstained = [], 0.0, True
         done = time.perf_counter()
         timings = {"retrieve": (retrieved - started) * 1000, "answer": (done - retrieved) * 1000, "total": (done - started) * 1000}
-        answer = compose(index, text, hits, chosen, answered, abstained, {k: round(v, 2) for k, v in timings.items()}, s.reader.max_quote_chars)
+        answer = compose(index, text, hits, chosen, answered, abstained, {k: round(v, 2) for k, v in timings.items()}, s.reader)
         return replace(answer, notice=self.notice) if self.notice else answer
 
 

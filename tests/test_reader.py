@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from benchmarks.fit_reader import FALSE_DECLINE_CAP, best_threshold
-from rag.answer import DECISION_FEATURES, LANGUAGES, choose_sentences, load_reader, quote
+from rag.answer import DECISION_FEATURES, LANGUAGES, choose_sentences, load_reader, quote, quoted, wanted_bigrams
 from rag.config import ReaderSettings
 from rag.features import DATE, NUMBER, SENTENCE_FEATURES, analyse_question, answer_type, holds_type, in_article, sentence_features
-from rag.keywords import fold
+from rag.keywords import bigrams, fold
 from rag.model import ModelError, encode_queries
 from rag.retrieve import keyword_scores, retrieve
 
@@ -140,12 +140,26 @@ def test_long_sentence_is_quoted_by_its_answering_clauses():
                 "完善公共服务体系，提高城市治理水平；同时，要加大对农村地区的财政投入，"
                 "重点支持农村电商、冷链物流和乡村旅游的发展，让农民分享数字经济带来的红利，"
                 "并建立健全长效监测机制，防止规模性返贫。")
-    quoted = quote(sentence, "农村地区应该重点支持哪些产业的发展？", max_chars=60)
-    assert quoted in sentence and len(quoted) <= 60
-    assert "重点支持农村电商、冷链物流和乡村旅游的发展" in quoted
-    start = sentence.index(quoted)
+    cut = quote(sentence, bigrams("农村地区应该重点支持哪些产业的发展？"), max_chars=60, min_chars=20)
+    assert cut in sentence and 20 <= len(cut) <= 60
+    assert "重点支持农村电商、冷链物流和乡村旅游的发展" in cut
+    start = sentence.index(cut)
     assert start == 0 or sentence[start - 1] in "，,；;：:"  # never cut mid-clause
-    assert quote("短句。", "问题", max_chars=60) == "短句。"
+    assert quote("短句。", bigrams("问题"), max_chars=60, min_chars=20) == "短句。"
+
+
+def test_a_long_sentence_is_never_quoted_by_a_lead_in_clause_alone(pipeline):
+    """A 255-character sentence of the seed files opens with 工业领域, — the clause an English question's quote was cut
+    to (no bigram of it can match), and a Chinese question naming only the topic."""
+    index = pipeline.ensure_index()
+    row = next(i for i, s in enumerate(index.sentences) if s.text.startswith("工业领域,宁波要抓住制造业数字化转型的机遇"))
+    settings = ReaderSettings()
+    english = "Which key smart-manufacturing technologies should Ningbo work to break through?"
+    assert wanted_bigrams(index, english)  # its Chinese translations' bigrams
+    for question in (english, "宁波工业领域要攻关哪些智能制造关键技术？"):
+        [text] = quoted(index, [row], question, settings)
+        assert settings.min_quote_chars <= len(text) <= settings.max_quote_chars
+        assert "智能化驱动控制、在线视觉检测" in text
 
 
 def test_quoted_sentences_of_one_passage_keep_the_article_order(pipeline):
