@@ -6,7 +6,10 @@ asserts its figures with a margin), `python -m benchmarks.seed_dev test` for the
 the other question sets; measured with, never fitted or tuned on), and `python -m benchmarks.seed_dev validation` for
 the set to decide changes on (benchmarks/data/seed_validation_questions.jsonl: written over the seed files without
 seeing the dev or test set, then kept only where a question shares no evidence sentence with them and resembles none
-of them; never fitted on, so that a change can be chosen on it and then measured once on the dev and test sets).
+of them; never fitted on, so that a change can be chosen on it and then measured once on the dev and test sets), and
+`python -m benchmarks.seed_dev hard` for paraphrases written to share almost no words with their evidence
+(benchmarks/data/seed_hard_paraphrases.jsonl: median 4% of a question's bigrams in its evidence sentence; apart from
+every other set's evidence sentences; never fitted on; a stress test of retrieval and sentence choice).
 """
 from __future__ import annotations
 
@@ -24,7 +27,8 @@ from rag.pipeline import Pipeline
 
 DEV_SET = PROJECT_ROOT / "tests" / "data" / "dev_questions.jsonl"
 SETS = {"dev": DEV_SET, "test": PROJECT_ROOT / "benchmarks" / "data" / "seed_test_questions.jsonl",
-        "validation": PROJECT_ROOT / "benchmarks" / "data" / "seed_validation_questions.jsonl"}
+        "validation": PROJECT_ROOT / "benchmarks" / "data" / "seed_validation_questions.jsonl",
+        "hard": PROJECT_ROOT / "benchmarks" / "data" / "seed_hard_paraphrases.jsonl"}
 _SPACE = re.compile(r"\s+")
 
 
