@@ -16,7 +16,7 @@ from jieba import posseg
 from rag.index import Index
 from rag.keywords import NON_WORD, bigrams, fold, folded_bigrams, is_chinese, tokens
 from rag.records import PARSED_PASSAGES
-from rag.retrieve import Hit
+from rag.retrieve import Hit, idf
 from rag.translate import chinese_phrases
 
 MAX_ENTITY_TITLE_CHARS = 12  # a title this short names an entity; a longer one is a headline and is not subtracted
@@ -101,14 +101,6 @@ class QuestionTerms:
 def answer_type(question: str) -> str | None:
     """NUMBER or DATE when the question asks for one, else None."""
     return next((kind for kind, pattern in _QUESTION_TYPE if pattern.search(question)), None)
-
-
-def idf(index: Index, word: str) -> float:
-    """BM25's inverse document frequency of a word in the index's passages (highest for a word it never saw)."""
-    n = len(index.passages)
-    column = index.bm25.vocab_dict.get(word)
-    df = 0 if column is None else int(index.bm25.scores["indptr"][column + 1] - index.bm25.scores["indptr"][column])
-    return math.log(1 + (n - df + 0.5) / (df + 0.5))
 
 
 def analyse_question(index: Index, question: str) -> QuestionTerms:

@@ -1,6 +1,7 @@
 """Hybrid retrieval: dense (FAISS or Milvus) and keyword (BM25) passage rankings, fused into one."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,18 +55,30 @@ def sentence_scores(index: Index, query_vector: np.ndarray, candidates: list[int
     return best
 
 
+def _keyword_query(index: Index, question: str) -> str:
+    """What keyword search looks for: the question, or the Chinese words an English one translates to (rag.translate)."""
+    return question if is_chinese(question) else " ".join(chinese_words(question, index.bm25.vocab_dict))
+
+
+def idf(index: Index, word: str) -> float:
+    """BM25's inverse document frequency of a word in the index's passages (highest for a word it never saw)."""
+    n = len(index.passages)
+    column = index.bm25.vocab_dict.get(word)
+    df = 0 if column is None else int(index.bm25.scores["indptr"][column + 1] - index.bm25.scores["indptr"][column])
+    return math.log(1 + (n - df + 0.5) / (df + 0.5))
+
+
 def keyword_scores(index: Index, question: str, depth: int) -> dict[int, float]:
     """BM25 scores of the best `depth` passages that share at least one word with the question.
 
     A question without Chinese is searched for by the Chinese words its English ones translate to (rag.translate).
     """
-    if not is_chinese(question):
-        question = " ".join(chinese_words(question, index.bm25.vocab_dict))
-        if not question:
-            return {}
+    query = _keyword_query(index, question)
+    if not query:
+        return {}
     if index.store:
-        return index.store.search_keyword(question, depth)
-    known = [t for t in tokens(question) if t in index.bm25.vocab_dict]
+        return index.store.search_keyword(query, depth)
+    known = [t for t in tokens(query) if t in index.bm25.vocab_dict]
     if not known:
         return {}
     scores = index.bm25.get_scores(known)
@@ -74,12 +87,23 @@ def keyword_scores(index: Index, question: str, depth: int) -> dict[int, float]:
     return {int(r): float(scores[r]) for r in rows if scores[r] > 0}
 
 
+def keyword_ceiling(index: Index, question: str) -> float:
+    """The BM25 score of a passage of average length holding each of the question's known words once: their IDF summed.
+
+    Weighted fusion scales keyword scores by it, not by the best hit's: a passage sharing one common word with a
+    question worded unlike the articles is then a weak keyword match, not a perfect one.
+    """
+    return sum(idf(index, t) for t in dict.fromkeys(tokens(_keyword_query(index, question))) if t in index.bm25.vocab_dict)
+
+
 def _ranks(scores: dict[int, float]) -> dict[int, int]:
     return {row: rank for rank, row in enumerate(sorted(scores, key=scores.get, reverse=True))}
 
 
-def fuse(dense: dict[int, float], keyword: dict[int, float], method: str, rrf_k: int, keyword_weight: float) -> dict[int, float]:
-    """One score per passage from the two rankings; a ranking that found nothing simply does not vote."""
+def fuse(dense: dict[int, float], keyword: dict[int, float], method: str, rrf_k: int, keyword_weight: float,
+         ceiling: float = 0.0) -> dict[int, float]:
+    """One score per passage from the two rankings; a ranking that found nothing simply does not vote. Weighted: the
+    cosine plus keyword_weight × the keyword score over `ceiling` (keyword_ceiling; the best hit's score without one), at most 1."""
     if method not in FUSIONS:
         raise ValueError(f"Unknown fusion {method!r}; choose one of {FUSIONS}.")
     if method == "dense" or not keyword:
@@ -92,9 +116,9 @@ def fuse(dense: dict[int, float], keyword: dict[int, float], method: str, rrf_k:
             for row, rank in ranking.items():
                 fused[row] = fused.get(row, 0.0) + 1.0 / (rrf_k + rank + 1)
         return fused
-    top = max(keyword.values())  # weighted: cosine plus the keyword score relative to the best one
+    top = ceiling or max(keyword.values())
     floor = min(dense.values()) if dense else 0.0
-    return {row: dense.get(row, floor) + keyword_weight * keyword.get(row, 0.0) / top for row in set(dense) | set(keyword)}
+    return {row: dense.get(row, floor) + keyword_weight * min(1.0, keyword.get(row, 0.0) / top) for row in set(dense) | set(keyword)}
 
 
 def retrieve(index: Index, query_vector: np.ndarray, question: str, top_k: int, settings: Settings, fusion: str | None = None) -> list[Hit]:
@@ -111,7 +135,8 @@ def retrieve(index: Index, query_vector: np.ndarray, question: str, top_k: int, 
     values = np.fromiter(dense.values(), dtype=np.float32) if dense else np.zeros(1, dtype=np.float32)
     mean, spread = float(values.mean()), float(values.std()) or 1.0
     keyword = keyword_scores(index, question, settings.depth) if fusion != "dense" else {}
-    fused = fuse(dense, keyword, fusion, settings.rrf_k, settings.keyword_weight)
+    ceiling = keyword_ceiling(index, question) if fusion == "weighted" and keyword else 0.0
+    fused = fuse(dense, keyword, fusion, settings.rrf_k, settings.keyword_weight, ceiling)
     best = sorted(fused, key=fused.get, reverse=True)[:top_k]
     missing = [r for r in best if r not in dense]
     if missing:  # a keyword-only hit still gets its true cosine, for display and answer scoring

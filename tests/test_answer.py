@@ -12,7 +12,7 @@ from benchmarks.qa_sets import SEED_FIT_DIR, SEED_FIT_GLOB
 from benchmarks.seed_dev import SETS, evaluate, load_dev_set
 from rag.config import PROJECT_ROOT
 from rag.model import encode_queries
-from rag.retrieve import keyword_scores, retrieve
+from rag.retrieve import fuse, keyword_ceiling, keyword_scores, retrieve
 from rag.translate import chinese_words
 
 
@@ -52,6 +52,21 @@ def test_unanswerable_question_abstains_but_shows_related_passages(pipeline):
     answer = pipeline.ask("周杰伦的第一张专辑叫什么？")  # the record of a decline; how often it declines: test_dev_set_figures
     assert answer.abstained and answer.answer == "" and answer.evidence == () and answer.citations == ()
     assert answer.passages  # still offered as possibly related
+
+
+def test_a_keyword_match_counts_by_the_share_of_the_question_it_covers(pipeline):
+    """Weighted fusion scales BM25 by the question's own ceiling, not by the best hit: a passage sharing one word with a
+    question worded unlike the articles is a weak keyword match (it pushed evidence passages down)."""
+    index = pipeline.ensure_index()
+
+    def best_share(question: str) -> float:
+        return max(keyword_scores(index, question, 5).values()) / keyword_ceiling(index, question)
+
+    assert best_share("什么是产业链韧性？") > 0.8  # measured 0.85
+    assert best_share("宁波人周末一般去哪里玩？") < 0.4  # 0.29: only 宁波 matches
+    fused = fuse({1: 0.82, 2: 0.79}, {2: 3.0}, "weighted", 60, 0.1, ceiling=12.0)
+    assert fused[1] > fused[2] == pytest.approx(0.79 + 0.1 * 3.0 / 12.0)
+    assert fuse({1: 0.82, 2: 0.79}, {2: 3.0}, "weighted", 60, 0.1)[2] == pytest.approx(0.89)  # no ceiling: the best hit's
 
 
 def test_an_english_question_is_searched_by_the_chinese_words_it_translates_to(pipeline):
@@ -116,15 +131,15 @@ def test_top_k_is_checked(pipeline):
 def test_dev_set_figures(pipeline):
     """The measured figures (python -m benchmarks.seed_dev), asserted with a margin: a regression guard, not a target."""
     results = {name: value for name, (value, _) in evaluate(pipeline, load_dev_set()).items()}
-    # measured: answerable 0.772 (keyword 0.962, paraphrase 0.671, English 0.889); unanswerables declined 0.759
-    # (near-topic 0.723); answerables wrongly declined 0.096
-    assert results["accuracy answerable"] >= 0.72
+    # measured: answerable 0.798 (keyword 0.962, paraphrase 0.714, English 0.889); unanswerables declined 0.778
+    # (near-topic 0.745); answerables wrongly declined 0.070
+    assert results["accuracy answerable"] >= 0.75
     assert results["accuracy keyword"] >= 0.90
-    assert results["accuracy paraphrase"] >= 0.60
+    assert results["accuracy paraphrase"] >= 0.64
     assert results["accuracy english"] >= 0.75
     assert results["unanswerables declined"] >= 0.70
     assert results["near-topic unanswerables declined"] >= 0.66
-    assert results["answerables wrongly declined"] <= 0.14
+    assert results["answerables wrongly declined"] <= 0.12
 
 
 def test_fitting_questions_are_apart_from_the_measuring_sets(pipeline):
