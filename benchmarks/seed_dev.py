@@ -9,7 +9,10 @@ seeing the dev or test set, then kept only where a question shares no evidence s
 of them; never fitted on, so that a change can be chosen on it and then measured once on the dev and test sets), and
 `python -m benchmarks.seed_dev hard` for paraphrases written to share almost no words with their evidence
 (benchmarks/data/seed_hard_paraphrases.jsonl: median 4% of a question's bigrams in its evidence sentence; apart from
-every other set's evidence sentences; never fitted on; a stress test of retrieval and sentence choice).
+every other set's evidence sentences; never fitted on; a stress test of retrieval and sentence choice), and
+`python -m benchmarks.seed_dev english` for English questions (benchmarks/data/seed_english_questions.jsonl: 47
+answerable, 20 near-topic unanswerable, apart from every other set's evidence sentences; never fitted on: written as
+fitting questions, a refit on them measured no better, so they decide English changes instead).
 """
 from __future__ import annotations
 
@@ -28,7 +31,8 @@ from rag.pipeline import Pipeline
 DEV_SET = PROJECT_ROOT / "tests" / "data" / "dev_questions.jsonl"
 SETS = {"dev": DEV_SET, "test": PROJECT_ROOT / "benchmarks" / "data" / "seed_test_questions.jsonl",
         "validation": PROJECT_ROOT / "benchmarks" / "data" / "seed_validation_questions.jsonl",
-        "hard": PROJECT_ROOT / "benchmarks" / "data" / "seed_hard_paraphrases.jsonl"}
+        "hard": PROJECT_ROOT / "benchmarks" / "data" / "seed_hard_paraphrases.jsonl",
+        "english": PROJECT_ROOT / "benchmarks" / "data" / "seed_english_questions.jsonl"}
 _SPACE = re.compile(r"\s+")
 
 

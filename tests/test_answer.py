@@ -145,13 +145,13 @@ def test_dev_set_figures(pipeline):
 def test_fitting_questions_are_apart_from_the_measuring_sets(pipeline):
     """The seed fitting questions (benchmarks.fit_reader) share no question with the seed dev, test and validation sets,
     and no evidence span with the dev and validation sets; the validation set shares no evidence sentence with the dev
-    and test sets (it was kept so). The test set was written later than the fitting questions, independently, over the
-    same 534 sentences: 7 of its spans happen to be theirs too."""
-    dev, test, validation = (load_dev_set(SETS[name]) for name in ("dev", "test", "validation"))
+    and test sets, and the English set none with any other (they were kept so). The test set was written later than the
+    fitting questions, independently, over the same 534 sentences: 7 of its spans happen to be theirs too."""
+    dev, test, validation, english = (load_dev_set(SETS[name]) for name in ("dev", "test", "validation", "english"))
     fitting = [q for path in sorted(SEED_FIT_DIR.glob(SEED_FIT_GLOB)) for q in load_dev_set(path)]  # the same format
     assert len(fitting) >= 100 and len(validation) >= 60
     assert len({q.id for q in fitting + validation}) == len(fitting) + len(validation)
-    assert not {q.question for q in fitting} & {q.question for q in dev + test + validation}
+    assert not {q.question for q in fitting} & {q.question for q in dev + test + validation + english}
     spans = {span for q in fitting for span in q.evidence}
     assert not spans & {span for q in dev + validation for span in q.evidence}
     assert len(spans & {span for q in test for span in q.evidence}) <= 7
@@ -161,6 +161,7 @@ def test_fitting_questions_are_apart_from_the_measuring_sets(pipeline):
         return {i for q in questions for span in q.evidence for i, text in enumerate(sentences) if span in text}
 
     assert len(holding(validation)) >= 25 and not holding(validation) & holding(dev + test)
+    assert len(holding(english)) >= 40 and not holding(english) & holding(fitting + dev + test + validation)
 
 
 def test_ask_function_and_command_line():
