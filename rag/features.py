@@ -26,10 +26,10 @@ MAX_ENTITY_TITLE_CHARS = 12  # a title this short names an entity; a longer one 
 NUMBER, DATE = "number", "date"
 _QUESTION_TYPE = (
     (DATE, re.compile(r"何时|什么时候|什么时间|哪[一几]?年|哪个年份|哪一?天|哪一?日|何年|几月|几号|几时|^\W*when\b|"
-                      r"\bwhen (?:did|was|were|is|are|will|does|do|has|have|had)\b|what year|which year|what date", re.I)),
+                      r"\bwhen (?:did|was|were|is|are|will|does|do|has|have|had)\b|\b(?:what|which) (?:years?|dates?)\b", re.I)),
     (NUMBER, re.compile(r"多少|(?<![哪好这那近])几[个位名家项条种岁次倍成年天月周亿万千百十]|"
                         r"多[大高长远久重快](?!程度|的程度|作用|的作用|意义|的意义|影响|的影响|帮助|的帮助|力度)|"
-                        r"百分之|比例|比重|占比|增速|增长率|how (?:many|much|long|far|old)|what (?:percentage|share|proportion)", re.I)),
+                        r"百分之|比例|比重|占比|增速|增长率|\bhow (?:many|much|long|far|old)\b|\bwhat (?:percentage|share|proportion)\b", re.I)),
 )
 _HAS_TYPE = {
     DATE: re.compile(r"\d{2,4}\s*年|\d{1,2}\s*月|\d{1,2}\s*日|[〇零一二三四五六七八九十]{2,4}年|[一二三四五六七八九十]+月|世纪|年代|年前|"
@@ -47,7 +47,7 @@ _ANSWER_FORMS = (
 )
 _ASKS_LIST = re.compile(r"哪些|哪几|有什么|包括什么|分别是")
 _LIST = re.compile(r"(?:、.*){2,}|一是|二是|首先|其次|第一|第二")
-_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_NUMBER = re.compile(r"(?<![a-z]-)(?<![\d.])\d+(?:\.\d+)?")  # not the 19 of COVID-19: part of a name
 _LATIN_WORD = re.compile(r"[a-z][a-z0-9]+")
 _QUOTED = re.compile(r"[“\"《「『]([^”\"》」』]{2,})[”\"》」』]")
 MAX_QUOTED_TERM_CHARS = 20

@@ -55,6 +55,8 @@ def test_damaged_weights_file_is_a_clear_error(tmp_path):
     ("城市分成好几个相对独立的片区，对控制疫情有什么好处？", None),
     ("疫情期间看病难的问题在多大程度上得到了缓解？", None),
     ("What should be the focus when evaluating development zones?", None),
+    ("What shared facilities should industrial parks build?", None),  # shared, not share
+    ("In which years were the pilot cities chosen?", DATE),
 ])
 def test_expected_answer_type(question, kind):
     assert answer_type(question) == kind
@@ -70,6 +72,12 @@ def test_expected_answer_type(question, kind):
 def test_a_sentence_holds_the_asked_type_of_answer_or_not(pipeline, question, sentence, holds):
     q = analyse_question(pipeline.ensure_index(), question)
     assert holds_type(q, fold(sentence)) is holds
+
+
+def test_a_number_inside_a_name_is_not_a_number_the_passage_must_hold(pipeline):
+    index = pipeline.ensure_index()
+    assert analyse_question(index, "What did the COVID-19 outbreak mean for cities?").numbers == frozenset()
+    assert analyse_question(index, "2020年新冠肺炎(COVID-19)疫情期间网上零售额增长了3.5%吗？").numbers == {"2020", "3.5"}
 
 
 def test_a_why_how_or_which_question_marks_the_sentences_in_the_form_of_its_answer(pipeline):
