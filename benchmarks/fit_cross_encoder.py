@@ -12,7 +12,9 @@ answer is a positive; the other sentences of its context (those sharing most wor
 sentence of another context of the same document are negatives. Each unanswerable SQuAD 2.0 question's closest
 sentences are negatives, and so is the answer sentence asked after another year, number or place
 (fit_reader.swap_key_term): the near-topic question the articles cannot answer. 36,555 pairs, 43 minutes on 2 cores at
-14 pairs/s (`--pairs` trades time for quality).
+14 pairs/s (`--pairs` trades time for quality). `--start rag/cross_encoder.safetensors --lr 2e-4` trains another epoch
+from the adapters there, the pairs in another order (26 minutes at 24 pairs/s); then `python -m benchmarks.fit_reader
+--cross-only` refits the second stage for them.
 """
 from __future__ import annotations
 
@@ -22,13 +24,14 @@ import random
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from benchmarks.fit_reader import swap_key_term
 from benchmarks.qa_sets import available, contains_answer, load
 from rag.config import CrossEncoderSettings, Settings
-from rag.cross_encoder import pair_logits, pair_texts, save_adapters
+from rag.cross_encoder import pair_logits, pair_texts, read_adapters, save_adapters
 from rag.keywords import bigrams
 
 FIT_SETS = ("cmrc-trial", "drcd", "squad2-zh")
@@ -94,11 +97,11 @@ def set_pairs(name: str, settings: Settings, rng: random.Random) -> list[Pair]:
     return pairs
 
 
-def length_batches(pairs: list[Pair], tokenizer, batch_size: int, epochs: float, max_tokens: int) -> list[list[int]]:
+def length_batches(pairs: list[Pair], tokenizer, batch_size: int, epochs: float, max_tokens: int, seed: int = SEED) -> list[list[int]]:
     """Batches of pairs of about the same length (padding to the longest cost 2-3x), in random order."""
     q, s = pair_texts([p.question for p in pairs], [p.sentence for p in pairs])
     lengths = [min(max_tokens, len(ids)) for ids in tokenizer(q, s)["input_ids"]]
-    rng = random.Random(SEED)
+    rng = random.Random(seed)
     order = [i for _ in range(int(np.ceil(epochs))) for i in rng.sample(range(len(pairs)), len(pairs))][: int(len(pairs) * epochs)]
     batches = []
     chunk = batch_size * LENGTH_CHUNK_BATCHES
@@ -109,10 +112,17 @@ def length_batches(pairs: list[Pair], tokenizer, batch_size: int, epochs: float,
     return batches
 
 
-def train(pairs: list[Pair], settings: CrossEncoderSettings, model_dir: str, epochs: float, batch_size: int, lr: float) -> dict:
-    """Train LoRA adapters and the head on the pairs (binary cross-entropy); the trained tensors by name."""
+def _saved_name(name: str) -> str:
+    """A trained parameter's name in the adapters file (without peft's wrapper prefix)."""
+    return name.replace("base_model.model.", "")
+
+
+def train(pairs: list[Pair], settings: CrossEncoderSettings, model_dir: str, epochs: float, batch_size: int, lr: float,
+          start: Path | None = None) -> dict:
+    """Train LoRA adapters and the head on the pairs (binary cross-entropy), from `start`'s if given; the trained tensors by name."""
     import torch
     from peft import LoraConfig, get_peft_model
+    from safetensors.torch import load_file
     from transformers import AutoModel, AutoTokenizer
 
     torch.manual_seed(SEED)
@@ -122,9 +132,18 @@ def train(pairs: list[Pair], settings: CrossEncoderSettings, model_dir: str, epo
     model = get_peft_model(base, LoraConfig(r=settings.rank, lora_alpha=settings.alpha, lora_dropout=0.1,
                                             target_modules=list(settings.targets)))
     head = torch.nn.Linear(base.config.hidden_size, 1)
-    params = [p for p in model.parameters() if p.requires_grad] + list(head.parameters())
+    trained = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    if start is not None:
+        tensors = {k: v.float() for k, v in load_file(str(start)).items()}
+        with torch.no_grad():
+            for name, p in trained.items():
+                p.copy_(tensors[_saved_name(name)])
+            head.weight.copy_(tensors["head.weight"])
+            head.bias.copy_(tensors["head.bias"])
+    params = list(trained.values()) + list(head.parameters())
     optimiser = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
-    batches = length_batches(pairs, tokenizer, batch_size, epochs, settings.max_tokens)
+    # another epoch from trained adapters sees the pairs in another order
+    batches = length_batches(pairs, tokenizer, batch_size, epochs, settings.max_tokens, SEED if start is None else SEED + 1)
     steps = len(batches)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: min(1.0, (s + 1) / (0.05 * steps)) * max(0.0, 1 - s / steps))
     loss_fn = torch.nn.BCEWithLogitsLoss()
@@ -141,7 +160,7 @@ def train(pairs: list[Pair], settings: CrossEncoderSettings, model_dir: str, epo
         if step % 50 == 0 or step == steps - 1:
             rate = (step + 1) * batch_size / (time.perf_counter() - started)
             print(f"step {step + 1}/{steps}  loss {loss.item():.3f}  {rate:.1f} pairs/s", file=sys.stderr, flush=True)
-    tensors = {name.replace("base_model.model.", ""): p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+    tensors = {_saved_name(name): p.detach().clone() for name, p in trained.items()}
     tensors["head.weight"], tensors["head.bias"] = head.weight.detach().clone(), head.bias.detach().clone()
     return tensors
 
@@ -155,6 +174,7 @@ def main() -> int:
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--start", type=Path, help="adapters file to go on training from (another epoch), instead of fresh adapters")
     args = parser.parse_args()
     settings = Settings.from_env()
     rng = random.Random(SEED)
@@ -173,8 +193,9 @@ def main() -> int:
     print(f"pairs: {counts}; training on {len(pairs)} ({sum(p.label for p in pairs):.0f} positive)", file=sys.stderr)
     ce = CrossEncoderSettings()
     started = time.perf_counter()
-    tensors = train(pairs, ce, resolve_model(settings.model), args.epochs, args.batch_size, args.lr)
-    about = {"command": "python -m benchmarks.fit_cross_encoder", "pairs": counts, "trained_on": len(pairs), "epochs": args.epochs,
+    started_from = read_adapters(args.start)[1] if args.start else None
+    tensors = train(pairs, ce, resolve_model(settings.model), args.epochs, args.batch_size, args.lr, args.start)
+    about = {"command": "python -m benchmarks.fit_cross_encoder", "started_from": started_from, "pairs": counts, "trained_on": len(pairs), "epochs": args.epochs,
              "lr": args.lr, "batch_size": args.batch_size, "layers": ce.layers, "minutes": round((time.perf_counter() - started) / 60, 1),
              "fitted_at": time.strftime("%Y-%m-%d")}
     path = save_adapters(tensors, ce, about)

@@ -2,7 +2,8 @@
 
 About 10 minutes on 2 quiet cores (20 beside other work) once `python -m benchmarks.qa_sets` has indexed the sets:
 three to collect the cases, one to fit the first stage, the rest for the cross-encoder's stage (skipped when
-rag/cross_encoder.safetensors is absent).
+rag/cross_encoder.safetensors is absent). `--cross-only` refits that stage alone, over the first stage already in the
+file: the step after `python -m benchmarks.fit_cross_encoder` has retrained the adapters (about 4 minutes).
 
 Fitting data, never the sets we measure on (CMRC 2018 dev, the seed dev set, the held-out 20% of DRCD and SQuAD 2.0 zh):
 - CMRC 2018 trial, DRCD dev (fitting part, Traditional characters as they are) and SQuAD 2.0 zh (fitting part), each
@@ -24,6 +25,7 @@ distribution fitted to their logits.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import sys
@@ -342,13 +344,21 @@ def main() -> int:
     """Collect the fitting cases, fit, write the weights file and print what was fitted."""
     from rag.model import load_model
 
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cross-only", action="store_true",
+                        help="refit only the cross-encoder's stage, over the first stage in the weights file (after new adapters)")
+    args = parser.parse_args()
     settings = Settings.from_env()
+    path = settings.reader.weights
+    if args.cross_only and not settings.reader.cross.weights.is_file():
+        print(f"nothing to refit: {settings.reader.cross.weights} is absent; the weights file is unchanged")
+        return 1
     started = time.perf_counter()
     cases = collect(settings, load_model(settings.model, settings.backend))
     if not cases:
         print("nothing to fit on: ../shared/data is absent; the weights file is unchanged")
         return 0
-    record = fit(cases)
+    record = json.loads(path.read_text(encoding="utf-8")) if args.cross_only else fit(cases)
     if settings.reader.cross.weights.is_file():
         encoder = load_cross_encoder(resolve_model(settings.model), settings.reader.cross)
         record["cross"] = fit_cross(cases, record, encoder, settings)
@@ -357,14 +367,16 @@ def main() -> int:
         kind = "answerable" if c.answerable else "no answer"
         counts.setdefault(c.source, {}).setdefault(kind, 0)
         counts[c.source][kind] += 1
-    record["about"] = {
-        "command": "python -m benchmarks.fit_reader",
-        "fitted_on": counts,
-        "model": settings.model,
-        "top_k": settings.top_k,
-        "fitted_at": time.strftime("%Y-%m-%d"),
-    }
-    path = settings.reader.weights
+    if args.cross_only:
+        record["about"]["cross_stage"] = {"command": "python -m benchmarks.fit_reader --cross-only", "fitted_at": time.strftime("%Y-%m-%d")}
+    else:
+        record["about"] = {
+            "command": "python -m benchmarks.fit_reader",
+            "fitted_on": counts,
+            "model": settings.model,
+            "top_k": settings.top_k,
+            "fitted_at": time.strftime("%Y-%m-%d"),
+        }
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(record, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     tmp.replace(path)

@@ -129,8 +129,9 @@ def cached_index(name: str, settings: Settings, model) -> Index:
 
 
 def question_vectors(name: str, questions: list[Question], settings: Settings, model) -> np.ndarray:
-    """Query embeddings of the questions, cached beside the set's index."""
-    key = hashlib.sha1("\n".join([settings.model, *(q.text for q in questions)]).encode()).hexdigest()[:16]
+    """Query embeddings of the questions, cached beside the set's index and keyed by the model's weights as it is."""
+    source = model_fingerprint(settings.model, settings.backend)
+    key = hashlib.sha1("\n".join([settings.model, source, *(q.text for q in questions)]).encode()).hexdigest()[:16]
     path = set_folder(name, settings.backend) / f"questions-{key}.npy"
     if path.is_file():
         return np.load(path)
