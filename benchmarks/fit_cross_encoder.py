@@ -32,7 +32,7 @@ import numpy as np
 from benchmarks.fit_reader import swap_key_term
 from benchmarks.qa_sets import available, contains_answer, load
 from rag.config import CrossEncoderSettings, Settings
-from rag.cross_encoder import pair_logits, pair_texts, read_adapters, save_adapters
+from rag.cross_encoder import adapter_tensors, pair_logits, pair_texts, read_adapters, save_adapters
 from rag.keywords import bigrams
 
 FIT_SETS = ("cmrc-trial", "drcd", "squad2-zh")
@@ -128,7 +128,6 @@ def train(pairs: list[Pair], settings: CrossEncoderSettings, model_dir: str, epo
     """Train LoRA adapters and the head on the pairs (binary cross-entropy), from `start`'s if given; the trained tensors by name."""
     import torch
     from peft import LoraConfig, get_peft_model
-    from safetensors.torch import load_file
     from transformers import AutoModel, AutoTokenizer
 
     torch.manual_seed(SEED)
@@ -140,7 +139,7 @@ def train(pairs: list[Pair], settings: CrossEncoderSettings, model_dir: str, epo
     head = torch.nn.Linear(base.config.hidden_size, 1)
     trained = {name: p for name, p in model.named_parameters() if p.requires_grad}
     if start is not None:
-        tensors = {k: v.float() for k, v in load_file(str(start)).items()}
+        tensors = adapter_tensors(start)
         with torch.no_grad():
             for name, p in trained.items():
                 p.copy_(tensors[_saved_name(name)])

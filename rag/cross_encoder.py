@@ -90,15 +90,21 @@ def read_adapters(weights: Path) -> tuple[dict, dict]:
                          "run `python -m benchmarks.fit_cross_encoder`, or use the fast path (RAG_READER=fast).") from e
 
 
+def adapter_tensors(weights: Path) -> dict:
+    """The adapters' and the head's tensors by name, in float32 (torch), to merge or to train further."""
+    from safetensors.torch import load_file
+
+    return {k: v.float() for k, v in load_file(str(weights)).items()}
+
+
 def merged_model(model_dir: str, weights: Path):
     """The base model cut to the trained layers, each adapter merged into its weight (W += B·A·alpha/rank), and the head (torch)."""
     import torch
-    from safetensors.torch import load_file
     from transformers import AutoModel
     from transformers.utils import logging as transformers_logging
 
     shape, _ = read_adapters(weights)
-    tensors = {k: v.float() for k, v in load_file(str(weights)).items()}
+    tensors = adapter_tensors(weights)
     transformers_logging.set_verbosity_error()  # the unused pooler weights are reported, as expected
     transformers_logging.disable_progress_bar()
     model = AutoModel.from_pretrained(model_dir, add_pooling_layer=False)
