@@ -16,8 +16,8 @@ sentences are negatives, and so is the answer sentence asked after another year,
 from the adapters there, the pairs in another order (26 minutes at 24 pairs/s); then `python -m benchmarks.fit_reader
 --cross-only` refits the second stage for them. The committed adapters are two epochs: a third (lr 1e-4) measured no
 better (validation set: one more unanswerable question declined; hard paraphrases: one fewer right). `--layers 12
---out FILE` trains a deeper one beside the committed adapters (40 minutes an epoch at 15 pairs/s); after one epoch it
-measured no better than the 6-layer one after its first and read pairs 2.2 times slower (README, the cross-encoder).
+--out FILE` trains a deeper one beside the committed adapters (40 minutes an epoch at 15 pairs/s); after two epochs it
+measured no better than the committed 6-layer one and reads pairs 2.2 times slower (README, the cross-encoder).
 """
 from __future__ import annotations
 
