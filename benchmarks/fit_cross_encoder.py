@@ -184,6 +184,10 @@ def main() -> int:
     parser.add_argument("--layers", type=int, help=f"of the model's 12 the cross-encoder keeps (default {CrossEncoderSettings.layers}, or --start's)")
     parser.add_argument("--out", type=Path, default=CrossEncoderSettings.weights, help="adapters file to write")
     args = parser.parse_args()
+    shape, started_from = read_adapters(args.start) if args.start else ({"layers": CrossEncoderSettings.layers}, None)
+    if args.start and args.layers not in (None, shape["layers"]):
+        parser.error(f"--start {args.start} has {shape['layers']} layers; --layers {args.layers} cannot go on from it")
+    ce = CrossEncoderSettings(weights=args.out, layers=args.layers or shape["layers"])
     settings = Settings.from_env()
     rng = random.Random(SEED)
     pairs: list[Pair] = []
@@ -199,8 +203,6 @@ def main() -> int:
     rng.shuffle(pairs)
     pairs = pairs[: args.pairs]
     print(f"pairs: {counts}; training on {len(pairs)} ({sum(p.label for p in pairs):.0f} positive)", file=sys.stderr)
-    shape, started_from = read_adapters(args.start) if args.start else ({"layers": CrossEncoderSettings.layers}, None)
-    ce = CrossEncoderSettings(weights=args.out, layers=args.layers or shape["layers"])
     started = time.perf_counter()
     # each run from trained adapters sees the pairs in another order
     tensors = train(pairs, ce, resolve_model(settings.model), args.epochs, args.batch_size, args.lr, args.start,
